@@ -1,0 +1,67 @@
+"""``anyexec.current()`` and the module-level ``map``/``submit``/``using``.
+
+A library deep in a pipeline calls ``anyexec.map(f, xs)``; the application decides the
+backend through ``using()``, the environment or the config file. One executor exists per
+distinct resolved configuration; it is reused and closed at interpreter exit.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, TypeVar
+
+from anyexec import config
+from anyexec.contract import Backend
+from anyexec.executor import Executor
+
+__all__ = ["current", "map", "submit", "using"]
+
+T = TypeVar("T")
+
+_shared: dict[tuple[Any, ...], Executor] = {}
+_lock = threading.Lock()
+
+
+def current() -> Executor:
+    """The executor the resolved configuration selects, shared and reused."""
+    settings = config.resolve()
+    key = settings.key()
+    ex = _shared.get(key)
+    if ex is None or ex.closed:
+        with _lock:
+            ex = _shared.get(key)
+            if ex is None or ex.closed:
+                ex = _shared[key] = Executor.from_settings(settings)
+    return ex
+
+
+@atexit.register
+def _close_shared() -> None:
+    with _lock:
+        executors = list(_shared.values())
+        _shared.clear()
+    for ex in executors:
+        ex.shutdown(wait=True, cancel_futures=True)
+
+
+@contextlib.contextmanager
+def using(
+    backend: str | Backend | None = None, workers: int | str | None = None, **options: Any
+) -> Iterator[Executor]:
+    """Choose the backend for this block (nestable; each thread and async task sees its
+    own). Yields the executor ``current()`` now returns. Errors show at entry."""
+    with config.push(config.using_layer(backend, workers, options)):
+        yield current()
+
+
+def map(fn: Callable[..., T], *iterables: Iterable[Any], **kwargs: Any) -> Iterator[T]:
+    """``current().map(...)``: see :meth:`anyexec.Executor.map`."""
+    return current().map(fn, *iterables, **kwargs)
+
+
+def submit(fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> Any:
+    """``current().submit(...)``."""
+    return current().submit(fn, *args, **kwargs)

@@ -1,0 +1,203 @@
+"""What runs inside a worker: one call (``submit``) or one chunk of calls (``map``).
+
+These objects are what the core hands to a backend's executor. They mark the running task
+as "inside a worker" (so nested anyexec calls default to serial) and, for backends whose
+workers are other processes, make sure an exception can travel back: one that would not
+survive pickling is replaced by an :class:`~anyexec.errors.UnpicklableError` that keeps the
+original type name, message and traceback text, instead of breaking the pool.
+"""
+
+from __future__ import annotations
+
+import inspect
+import pickle
+import time
+import traceback
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from anyexec import _context
+from anyexec.errors import RemoteTraceback, UnpicklableError
+
+__all__ = ["Call", "Chunk", "Failure", "ChunkResult"]
+
+#: (outcomes in input order, seconds the chunk ran inside the worker, any failure?)
+ChunkResult = tuple[list[Any], float, bool]
+
+
+def _round_trips(exc: BaseException) -> Exception | None:
+    """Return why ``exc`` cannot be sent back through pickle, or None if it can."""
+    try:
+        pickle.loads(pickle.dumps(exc))
+        return None
+    except Exception as plain_error:
+        try:  # loky and dask send exceptions with cloudpickle
+            import cloudpickle
+
+            pickle.loads(cloudpickle.dumps(exc))
+            return None
+        except Exception:
+            return plain_error
+
+
+def _portable(exc: Exception) -> Exception:
+    why = _round_trips(exc)
+    if why is None:
+        return exc
+    tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    return UnpicklableError(
+        f"the task raised {type(exc).__module__}.{type(exc).__qualname__}: {exc}; that "
+        f"exception cannot be sent back from the worker ({type(why).__name__}: {why}). "
+        f"Make it picklable (pass every __init__ argument to super().__init__). "
+        f"Original traceback:\n{tb}"
+    )
+
+
+class Failure:
+    """A task's exception, kept in a chunk's outcomes at the task's position."""
+
+    __slots__ = ("exc", "tb")
+
+    def __init__(self, exc: Exception, tb: str | None) -> None:
+        self.exc = exc
+        self.tb = tb
+
+    @classmethod
+    def capture(cls, exc: Exception, crossing: bool) -> Failure:
+        if not crossing:
+            return cls(exc, None)
+        tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+        return cls(_portable(exc), tb)
+
+    def reraise(self) -> None:
+        exc = self.exc
+        if self.tb is not None and exc.__cause__ is None:
+            exc.__cause__ = RemoteTraceback('\n"""\n' + self.tb + '"""')
+        raise exc
+
+
+def _is_async(fn: Callable[..., Any]) -> bool:
+    return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(
+        getattr(fn, "__call__", None)
+    )
+
+
+class Call:
+    """One ``submit``: ``fn(*args, **kwargs)`` run as a worker task."""
+
+    __slots__ = ("fn", "args", "kwargs", "crossing")
+
+    def __init__(
+        self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], crossing: bool
+    ) -> None:
+        self.fn, self.args, self.kwargs, self.crossing = fn, args, kwargs, crossing
+
+    def __call__(self) -> Any:
+        in_worker = _context.IN_WORKER.set(True)
+        using = _context.USING.set(())
+        try:
+            if _is_async(self.fn):
+                import anyio
+
+                return anyio.run(self._await)
+            return self.fn(*self.args, **self.kwargs)
+        except Exception as exc:
+            if self.crossing:
+                raise _portable(exc) from None
+            raise
+        finally:
+            _context.USING.reset(using)
+            _context.IN_WORKER.reset(in_worker)
+
+    async def _await(self) -> Any:
+        return await self.fn(*self.args, **self.kwargs)
+
+    async def run_async(self, limiter: Any) -> Any:
+        """Run inside an event loop (the asyncio backend): await coroutines there, send
+        plain functions to a worker thread, at most ``limiter`` at once."""
+        import anyio.to_thread
+
+        if not _is_async(self.fn):
+            return await anyio.to_thread.run_sync(self, limiter=limiter)
+        _context.IN_WORKER.set(True)
+        _context.USING.set(())
+        async with limiter:
+            return await self.fn(*self.args, **self.kwargs)
+
+
+class Chunk:
+    """Several calls of one function from ``map``, run one after another in one worker call.
+
+    Returns a :data:`ChunkResult`. A failing call does not stop the chunk: its exception is
+    stored at its position, so the caller sees it exactly when it reaches that result.
+    """
+
+    __slots__ = ("fn", "items", "crossing")
+
+    def __init__(
+        self, fn: Callable[..., Any], items: Sequence[tuple[Any, ...]], crossing: bool
+    ) -> None:
+        self.fn, self.items, self.crossing = fn, items, crossing
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __call__(self) -> ChunkResult:
+        in_worker = _context.IN_WORKER.set(True)
+        using = _context.USING.set(())
+        start = time.perf_counter()
+        try:
+            if _is_async(self.fn):
+                import anyio
+
+                return anyio.run(self._gather, None)
+            fn, crossing = self.fn, self.crossing
+            out: list[Any] = []
+            append = out.append
+            failed = False
+            for args in self.items:
+                try:
+                    append(fn(*args))
+                except Exception as exc:
+                    append(Failure.capture(exc, crossing))
+                    failed = True
+            return out, time.perf_counter() - start, failed
+        finally:
+            _context.USING.reset(using)
+            _context.IN_WORKER.reset(in_worker)
+
+    async def _gather(self, limiter: Any) -> ChunkResult:
+        """Await every coroutine of the chunk together, in one task group."""
+        import anyio
+
+        start = time.perf_counter()
+        out: list[Any] = [None] * len(self.items)
+        failed = False
+        fn, crossing = self.fn, self.crossing
+
+        async def one(i: int, args: tuple[Any, ...]) -> None:
+            nonlocal failed
+            try:
+                if limiter is None:
+                    out[i] = await fn(*args)
+                else:
+                    async with limiter:
+                        out[i] = await fn(*args)
+            except Exception as exc:
+                out[i] = Failure.capture(exc, crossing)
+                failed = True
+
+        async with anyio.create_task_group() as tg:
+            for i, args in enumerate(self.items):
+                tg.start_soon(one, i, args)
+        return out, time.perf_counter() - start, failed
+
+    async def run_async(self, limiter: Any) -> ChunkResult:
+        """Run inside an event loop (the asyncio backend): one portal call per chunk."""
+        import anyio.to_thread
+
+        if not _is_async(self.fn):
+            return await anyio.to_thread.run_sync(self, limiter=limiter)
+        _context.IN_WORKER.set(True)
+        _context.USING.set(())
+        return await self._gather(limiter)

@@ -1,0 +1,50 @@
+"""``process``: a ``concurrent.futures.ProcessPoolExecutor`` with a safe start method.
+
+The default start method is ``forkserver`` where it exists (Linux, BSD) and ``spawn``
+elsewhere: ``fork`` after threads exist can deadlock the child, and an anyexec program
+usually has threads. ``mp_context="fork"`` is allowed for those who know their program is
+single-threaded.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import multiprocessing
+import sys
+from typing import Any
+
+from anyexec.contract import Backend, Option
+from anyexec.errors import ConfigError
+
+
+def default_start_method() -> str:
+    return "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
+
+
+class ProcessBackend(Backend):
+    """A pool of worker processes; functions and arguments must pickle."""
+
+    crosses = "processes"
+    options = {
+        "mp_context": Option(
+            str, "Start method: 'forkserver' (default on Linux), 'spawn' or 'fork'.",
+            choices=("forkserver", "spawn", "fork"),
+        ),
+        "max_tasks_per_child": Option(
+            int, "Replace a worker after this many submissions (Python 3.11+)."
+        ),
+    }
+
+    def open(self, workers: int, **options: Any) -> cf.Executor:
+        method = options.get("mp_context") or default_start_method()
+        if method not in multiprocessing.get_all_start_methods():
+            raise ConfigError(
+                f"option mp_context={method!r} is not available on this platform "
+                f"(available: {', '.join(multiprocessing.get_all_start_methods())})"
+            )
+        kwargs: dict[str, Any] = {"mp_context": multiprocessing.get_context(method)}
+        if options.get("max_tasks_per_child") is not None:
+            if sys.version_info < (3, 11):
+                raise ConfigError("option max_tasks_per_child needs Python 3.11 or newer")
+            kwargs["max_tasks_per_child"] = options["max_tasks_per_child"]
+        return cf.ProcessPoolExecutor(max_workers=workers, **kwargs)

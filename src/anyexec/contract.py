@@ -1,0 +1,142 @@
+"""The backend contract: the only thing a backend must write.
+
+A backend hands over a standard :class:`concurrent.futures.Executor` for a worker count and
+options, and says what crosses into its workers. Everything users touch -- chunking,
+ordering, timeouts, error shaping, configuration, measurement -- is written once in the core
+on top of that executor. A complete backend is a few dozen lines; see
+``docs/writing-a-backend.md``.
+
+Who calls what: :class:`anyexec.Executor` calls :meth:`Backend.open` the first time work is
+submitted (and again after a reopen), :meth:`Backend.submit_batch` when ``map`` has several
+chunks ready at once, and :meth:`Backend.release` after it shut the executor down.
+"""
+
+from __future__ import annotations
+
+import abc
+import concurrent.futures as cf
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal
+
+from anyexec.errors import ConfigError
+
+__all__ = ["Backend", "Crossing", "Option"]
+
+#: What crosses into a backend's workers. ``"nothing"``: calls run in the caller's thread.
+#: ``"threads"``: other threads of this process, nothing is copied. ``"processes"`` and
+#: ``"cluster"``: functions, arguments, results and exceptions must pickle.
+Crossing = Literal["nothing", "threads", "processes", "cluster"]
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+@dataclass(frozen=True)
+class Option:
+    """One option a backend accepts, with how to read it from text (environment, CLI).
+
+    ``type`` is the Python type (or types) a value must have; a string from the
+    environment, a config file or the command line is converted to the first of ``int``,
+    ``float``, ``bool`` or ``str`` listed. ``choices`` restricts the values.
+    """
+
+    type: type | tuple[type, ...]
+    doc: str = ""
+    choices: tuple[Any, ...] | None = None
+
+    def _types(self) -> tuple[type, ...]:
+        return self.type if isinstance(self.type, tuple) else (self.type,)
+
+    def coerce(self, name: str, value: Any, source: str) -> Any:
+        """Return ``value`` checked and converted, or raise :class:`ConfigError` naming ``source``."""
+        types = self._types()
+        ok = isinstance(value, types) and not (
+            isinstance(value, bool) and bool not in types
+        )
+        if not ok and isinstance(value, str):
+            value = self._from_text(name, value, types, source)
+            ok = True
+        if not ok and isinstance(value, int) and not isinstance(value, bool) and float in types:
+            value, ok = float(value), True
+        if not ok:
+            names = " or ".join(t.__name__ for t in types)
+            raise ConfigError(
+                f"{source}: option {name!r} expects {names}, got {value!r} "
+                f"({type(value).__name__})"
+            )
+        if self.choices is not None and value not in self.choices:
+            raise ConfigError(
+                f"{source}: option {name!r} must be one of "
+                f"{', '.join(map(repr, self.choices))}; got {value!r}"
+            )
+        return value
+
+    @staticmethod
+    def _from_text(name: str, text: str, types: tuple[type, ...], source: str) -> Any:
+        for t in types:
+            if t is str:
+                return text
+            try:
+                if t is bool:
+                    low = text.strip().lower()
+                    if low in _TRUE or low in _FALSE:
+                        return low in _TRUE
+                    continue
+                if t in (int, float):
+                    return t(text)
+            except ValueError:
+                continue
+        names = " or ".join(t.__name__ for t in types)
+        raise ConfigError(f"{source}: option {name!r} expects {names}, got {text!r}")
+
+
+class Backend(abc.ABC):
+    """Base class of every backend, built-in or third-party.
+
+    Subclasses set :attr:`crosses`, declare :attr:`options`, and implement :meth:`open`.
+    Register the class under the entry-point group ``anyexec.backends``; the entry point's
+    name is the backend's name.
+    """
+
+    #: The backend's name; the registry sets it from the entry point.
+    name: str = ""
+    #: What crosses into the workers; decides whether arguments must pickle.
+    crosses: ClassVar[Crossing] = "threads"
+    #: The options :meth:`open` accepts. Anything else is rejected with a ConfigError.
+    options: ClassVar[Mapping[str, Option]] = {}
+    #: Largest useful worker count (``serial`` says 1), or None for no limit.
+    max_workers: ClassVar[int | None] = None
+    #: Whether an executor can be opened again after shutdown (``with ex:`` after a close).
+    reopenable: ClassVar[bool] = True
+    #: Per-chunk run time that adaptive chunking aims at; raise it where each submission
+    #: costs more (a cluster scheduler), lower it where latency matters.
+    target_chunk_seconds: ClassVar[float] = 0.02
+    #: How to get this backend when it is missing, shown in error messages.
+    install_hint: ClassVar[str] = ""
+
+    @abc.abstractmethod
+    def open(self, workers: int, **options: Any) -> cf.Executor:
+        """Start and return an executor with ``workers`` workers.
+
+        Called by :class:`anyexec.Executor` on first use, with options already checked
+        against :attr:`options`.
+        """
+
+    def submit_batch(
+        self, executor: cf.Executor, calls: Sequence[Callable[[], Any]]
+    ) -> list[cf.Future[Any]]:
+        """Submit several zero-argument calls at once; override where the engine has a
+        faster native path (dask's ``client.map``). Must return standard futures."""
+        return [executor.submit(call) for call in calls]
+
+    def release(self, executor: cf.Executor) -> None:
+        """Free what :meth:`open` created beyond the executor (a cluster it started).
+
+        Called once after ``executor.shutdown()``. Never close what was merely connected to.
+        """
+
+    def describe(self) -> str:
+        """One line for ``anyexec backends``."""
+        doc = (type(self).__doc__ or "").strip().splitlines()
+        return doc[0] if doc else ""

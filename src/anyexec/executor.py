@@ -1,0 +1,324 @@
+"""``anyexec.Executor``: one ``concurrent.futures.Executor`` over every backend.
+
+It resolves the configuration once, opens the backend's executor on first use, and adds
+what the standard executors lack or do differently per pool: ``map`` with working chunks,
+bounded input and unordered results (``anyexec.mapping``), and errors of one shape on every
+backend: a worker's death is :class:`~anyexec.errors.WorkerLost`, something that cannot be
+sent to a worker is :class:`~anyexec.errors.UnpicklableError`.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import pickle
+import threading
+import weakref
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from types import TracebackType
+from typing import Any, TypeVar
+
+from anyexec import config
+from anyexec._tasks import Call, Chunk, ChunkResult
+from anyexec.contract import Backend
+from anyexec.errors import ConfigError, UnpicklableError, WorkerLost
+from anyexec.mapping import iter_map
+
+__all__ = ["Executor"]
+
+T = TypeVar("T")
+
+#: Chunks in flight per worker when ``buffersize="auto"``.
+CHUNKS_PER_WORKER = 4
+
+
+class _Pool:
+    """The backend executor an :class:`Executor` owns; closed by ``shutdown`` or, if the
+    Executor is dropped or the interpreter exits first, by a finalizer."""
+
+    def __init__(self, backend: Backend) -> None:
+        self.backend = backend
+        self.inner: cf.Executor | None = None
+        self.closed = False
+
+    def close(self, wait: bool = True, cancel_futures: bool = False) -> None:
+        inner, self.inner = self.inner, None
+        if inner is not None:
+            try:
+                inner.shutdown(wait=wait, cancel_futures=cancel_futures)
+            finally:
+                self.backend.release(inner)
+
+
+class _Future(cf.Future):  # type: ignore[type-arg]
+    """A backend future seen through anyexec: same result, errors shaped by the core.
+
+    ``cancel`` and ``running`` ask the backend's future, so cancelling a task that already
+    runs fails as it does in the standard library.
+    """
+
+    def __init__(self, inner: cf.Future[Any], shape: Callable[[BaseException], BaseException]):
+        super().__init__()
+        self._inner = inner
+        self._shape = shape
+        inner.add_done_callback(self._copy)
+
+    def cancel(self) -> bool:
+        if self._inner.cancel():
+            return super().cancel()
+        return self.cancelled()
+
+    def running(self) -> bool:
+        return not self.done() and self._inner.running()
+
+    def _copy(self, inner: cf.Future[Any]) -> None:
+        if inner.cancelled():
+            super().cancel()
+            return
+        if self.done():
+            return
+        exc = inner.exception()
+        if exc is None:
+            self.set_result(inner.result())
+        else:
+            self.set_exception(self._shape(exc))
+
+
+def _check_chunksize(chunksize: Any) -> int | None:
+    if chunksize == "auto" or chunksize is None:
+        return None
+    if isinstance(chunksize, bool) or not isinstance(chunksize, int) or chunksize < 1:
+        raise ConfigError(f"argument chunksize={chunksize!r}: must be a positive int or 'auto'")
+    return chunksize
+
+
+def _pickle_culprit(fn: Callable[..., Any], calls: Iterable[tuple[Any, ...]]) -> str:
+    """Name what will not pickle, for the error message (only on the failure path)."""
+    try:
+        pickle.dumps(fn)
+    except Exception as exc:
+        return f"the function {fn!r} ({exc})"
+    for i, args in enumerate(calls):
+        for j, arg in enumerate(args):
+            try:
+                pickle.dumps(arg)
+            except Exception as exc:
+                return f"argument {j} of task {i}, a {type(arg).__name__} ({exc})"
+    return "the function or an argument"
+
+
+class Executor(cf.Executor):
+    """Run calls in parallel on the configured backend.
+
+    ``Executor(backend=None, workers=None, **options)``: anything left ``None`` comes from
+    the innermost ``anyexec.using()``, the environment, the config file, or the default
+    (see :mod:`anyexec.config`). ``options`` are the backend's own; one it does not take is
+    a :class:`~anyexec.errors.ConfigError`.
+
+    The backend's pool starts on first use (or :meth:`start`). Usable wherever a
+    ``concurrent.futures.Executor`` is accepted.
+    """
+
+    def __init__(
+        self, backend: str | Backend | None = None, workers: int | str | None = None, **options: Any
+    ) -> None:
+        self._init(config.resolve(backend, workers, options))
+
+    @classmethod
+    def from_settings(cls, settings: config.Settings) -> Executor:
+        """An executor for already resolved settings (used by ``anyexec.current``)."""
+        self = cls.__new__(cls)
+        self._init(settings)
+        return self
+
+    def _init(self, settings: config.Settings) -> None:
+        self._settings = settings
+        self._lock = threading.RLock()
+        self._pool = _Pool(settings.backend)
+        self._finalizer = weakref.finalize(self, self._pool.close, False, True)
+        self._crossing = settings.backend.crosses in ("processes", "cluster")
+        self._target_chunk_seconds = settings.backend.target_chunk_seconds
+
+    # -- what it is ---------------------------------------------------------------------
+
+    @property
+    def backend(self) -> str:
+        """The backend's name."""
+        return self._settings.backend.name
+
+    @property
+    def workers(self) -> int:
+        """How many workers run tasks at once."""
+        return self._settings.workers
+
+    @property
+    def options(self) -> Mapping[str, Any]:
+        """The backend options in force (read-only)."""
+        return dict(self._settings.options)
+
+    @property
+    def settings(self) -> config.Settings:
+        """The resolved configuration, with where each value came from."""
+        return self._settings
+
+    @property
+    def closed(self) -> bool:
+        return self._pool.closed
+
+    def __repr__(self) -> str:
+        state = "closed" if self._pool.closed else ("running" if self._pool.inner else "idle")
+        opts = "".join(f" {k}={v!r}" for k, v in self._settings.options.items())
+        return f"<anyexec.Executor backend={self.backend!r} workers={self.workers}{opts} {state}>"
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    def _inner(self) -> cf.Executor:
+        inner = self._pool.inner
+        if inner is not None:
+            return inner
+        with self._lock:
+            if self._pool.closed:
+                raise RuntimeError(f"cannot schedule new futures after shutdown: {self!r}")
+            if self._pool.inner is None:
+                s = self._settings
+                self._pool.inner = s.backend.open(s.workers, **s.options)
+            return self._pool.inner
+
+    def _replace_broken(self, broken: cf.Executor) -> cf.Executor:
+        """A worker died and the backend's pool refuses work: start a fresh one."""
+        with self._lock:
+            if self._pool.inner is broken:
+                self._pool.close(wait=False, cancel_futures=True)
+            return self._inner()
+
+    def start(self) -> Executor:
+        """Start the pool now and run one trivial task per worker, so the first real task
+        does not pay for start-up (the measurement harness calls this)."""
+        futures = [self.submit(int) for _ in range(self.workers)]
+        for fut in futures:
+            fut.result()
+        return self
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        """Stop accepting work and close the pool (idempotent)."""
+        with self._lock:
+            self._pool.closed = True
+            self._pool.close(wait=wait, cancel_futures=cancel_futures)
+
+    def reopen(self) -> Executor:
+        """Accept work again after :meth:`shutdown`; a fresh pool starts on first use."""
+        if not self._settings.backend.reopenable:
+            raise RuntimeError(
+                f"backend {self.backend!r} cannot be reopened after shutdown; "
+                f"create a new anyexec.Executor instead"
+            )
+        with self._lock:
+            self._pool.closed = False
+        return self
+
+    def __enter__(self) -> Executor:
+        if self._pool.closed:
+            self.reopen()
+        return self
+
+    def __exit__(
+        self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.shutdown(wait=True)
+
+    # -- errors of one shape --------------------------------------------------------------
+
+    def _shape(
+        self, exc: BaseException, fn: Callable[..., Any] | None = None,
+        calls: Sequence[tuple[Any, ...]] = (),
+    ) -> BaseException:
+        if isinstance(exc, (WorkerLost, UnpicklableError)):
+            return exc
+        if isinstance(exc, cf.BrokenExecutor):
+            lost = WorkerLost(f"a worker of backend {self.backend!r} died while running this "
+                              f"task: {type(exc).__name__}: {exc}")
+            lost.__cause__ = exc
+            return lost
+        if self._crossing and _is_pickling_error(exc):
+            what = _pickle_culprit(fn, calls) if fn is not None else "the function or an argument"
+            err = UnpicklableError(
+                f"backend {self.backend!r} could not send {what} to its workers: "
+                f"{type(exc).__name__}: {exc}. Functions must be importable (defined at "
+                f"module level) and arguments picklable; backend='loky' also sends lambdas "
+                f"and closures (cloudpickle)"
+            )
+            err.__cause__ = exc
+            return err
+        return exc
+
+    def _chunk_error(self, exc: BaseException, chunk: Chunk) -> BaseException:
+        return self._shape(exc, chunk.fn, chunk.items)
+
+    # -- work -------------------------------------------------------------------------------
+
+    def submit(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> cf.Future[T]:
+        """Schedule ``fn(*args, **kwargs)``; returns a ``concurrent.futures.Future``."""
+        call = Call(fn, args, kwargs, self._crossing)
+        inner = self._inner()
+        try:
+            fut = inner.submit(call)
+        except cf.BrokenExecutor:
+            fut = self._replace_broken(inner).submit(call)
+        except Exception as exc:
+            raise self._shape(exc, fn, [args]) from exc
+        return _Future(fut, lambda exc: self._shape(exc, fn, [args]))
+
+    def _submit_chunks(self, chunks: Sequence[Chunk]) -> list[cf.Future[ChunkResult]]:
+        inner = self._inner()
+        batch = self._settings.backend.submit_batch
+        try:
+            return batch(inner, chunks)
+        except cf.BrokenExecutor:
+            return batch(self._replace_broken(inner), chunks)
+
+    def map(  # type: ignore[override]
+        self,
+        fn: Callable[..., T],
+        *iterables: Iterable[Any],
+        timeout: float | None = None,
+        chunksize: int | str = "auto",
+        ordered: bool = True,
+        buffersize: int | str | None = "auto",
+        progress: bool | str | dict[str, Any] = False,
+    ) -> Iterator[T]:
+        """``fn`` over the items of ``iterables`` (zipped, shortest wins), in parallel.
+
+        - ``chunksize``: items per submission; ``"auto"`` adapts to measured task time.
+        - ``ordered``: input order (default) or completion order.
+        - ``buffersize``: chunks in flight; ``"auto"`` is four per worker, so input is read
+          lazily; ``None`` submits everything at once like the standard library.
+        - ``timeout``: seconds from this call until every result must be in, else
+          ``TimeoutError`` (as ``concurrent.futures``).
+        - ``progress``: True (or a description, or tqdm keyword arguments) shows a bar
+          counting tasks.
+
+        A task's exception is raised when its result is reached; closing or dropping the
+        iterator cancels work not yet started.
+        """
+        if not iterables:
+            raise TypeError("map() needs at least one iterable")
+        if buffersize == "auto":
+            window: int | None = CHUNKS_PER_WORKER * self.workers
+        elif buffersize is None:
+            window = None
+        elif isinstance(buffersize, int) and not isinstance(buffersize, bool) and buffersize >= 1:
+            window = buffersize
+        else:
+            raise ConfigError(
+                f"argument buffersize={buffersize!r}: must be a positive int, 'auto' or None"
+            )
+        return iter_map(
+            self, fn, iterables, timeout=timeout, chunksize=_check_chunksize(chunksize),
+            ordered=ordered, buffersize=window, progress=progress,
+        )
+
+
+def _is_pickling_error(exc: BaseException) -> bool:
+    if isinstance(exc, pickle.PicklingError):
+        return True
+    text = str(exc).lower()
+    return isinstance(exc, (TypeError, AttributeError)) and "pickle" in text
