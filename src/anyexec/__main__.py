@@ -1,0 +1,5 @@
+import sys
+
+from anyexec.cli import main
+
+sys.exit(main())
