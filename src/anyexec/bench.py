@@ -179,6 +179,8 @@ def check_writable(path: Path, flag: str) -> None:
     parent = path.parent if str(path.parent) else Path(".")
     if path.is_dir():
         raise ConfigError(f"{flag} {path}: is a directory")
+    if parent.exists() and not parent.is_dir():
+        raise ConfigError(f"{flag} {path}: not writable, {parent} is a file, not a folder")
     if not parent.is_dir():
         raise ConfigError(f"{flag} {path}: folder {parent} does not exist")
     if not os.access(parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):

@@ -1,0 +1,104 @@
+"""Discovery through entry points: fake EntryPoint objects and real installed metadata."""
+
+from __future__ import annotations
+
+import textwrap
+from importlib.metadata import EntryPoint
+from pathlib import Path
+
+import pytest
+
+import anyexec
+from anyexec import registry
+
+
+def _dist(tmp: Path, name: str, entry_points: dict[str, str], module: str, code: str) -> None:
+    """Put a real distribution (a .dist-info folder and its module) in ``tmp``."""
+    info = tmp / f"{name.replace('-', '_')}-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: 1.0\n")
+    lines = "\n".join(f"{k} = {v}" for k, v in entry_points.items())
+    (info / "entry_points.txt").write_text(f"[anyexec.backends]\n{lines}\n")
+    (tmp / f"{module}.py").write_text(textwrap.dedent(code))
+
+
+GOOD = """
+    from anyexec.builtin.thread import ThreadBackend
+
+    class ThreeThreads(ThreadBackend):
+        '''Exactly three threads, whatever is asked.'''
+        max_workers = 3
+"""
+
+
+@pytest.fixture
+def plugins(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, refresh_registry: None) -> Path:
+    site = tmp_path / "site"
+    site.mkdir()
+    monkeypatch.syspath_prepend(str(site))
+    return site
+
+
+def test_builtins_register_through_the_entry_point_group() -> None:
+    found = {b.name: b for b in anyexec.backends()}
+    for name in ("serial", "thread", "process", "asyncio"):
+        assert found[name].available and found[name].distribution == "anyexec"
+        assert found[name].value.startswith("anyexec.builtin.")
+
+
+def test_installed_distribution_adds_a_backend(plugins: Path) -> None:
+    _dist(plugins, "anyexec-three", {"three": "three_mod:ThreeThreads"}, "three_mod", GOOD)
+    registry.refresh()
+    info = {b.name: b for b in anyexec.backends()}["three"]
+    assert (info.distribution, info.version, info.available) == ("anyexec-three", "1.0", True)
+    assert info.description == "Exactly three threads, whatever is asked."
+    with anyexec.Executor("three", workers=8) as ex:
+        assert ex.workers == 3
+        assert list(ex.map(abs, [-1, -2])) == [1, 2]
+
+
+def test_broken_plugin_warns_and_is_skipped(plugins: Path) -> None:
+    _dist(plugins, "anyexec-broken", {"broken": "broken_mod:Nope"}, "broken_mod",
+          "raise ImportError('needs libwarp')\n")
+    registry.refresh()
+    with pytest.warns(RuntimeWarning, match=r"'broken' from anyexec-broken 1.0 failed to load"):
+        infos = {b.name: b for b in anyexec.backends()}
+    assert not infos["broken"].available
+    assert "needs libwarp" in (infos["broken"].error or "")
+    assert infos["thread"].available
+    with pytest.raises(anyexec.BackendUnavailable, match=r"'broken'.*cannot load.*needs libwarp"):
+        anyexec.Executor("broken")
+    with anyexec.Executor("thread", workers=1) as ex:  # the others still work
+        assert ex.submit(abs, -1).result() == 1
+
+
+def test_entry_point_of_the_wrong_type(plugins: Path) -> None:
+    _dist(plugins, "anyexec-odd", {"odd": "odd_mod:thing"}, "odd_mod", "thing = 42\n")
+    registry.refresh()
+    with pytest.warns(RuntimeWarning, match="must name a subclass of anyexec.contract.Backend"):
+        with pytest.raises(anyexec.BackendUnavailable, match="TypeError"):
+            anyexec.Executor("odd")
+
+
+def _ep(name: str, value: str, dist: str) -> EntryPoint:
+    ep = EntryPoint(name, value, registry.GROUP)
+
+    class Dist:
+        metadata = {"Name": dist}
+        version = "1"
+
+    return ep._for(Dist())  # type: ignore[attr-defined,no-any-return]
+
+
+def test_select_duplicates_warns_and_core_wins() -> None:
+    eps = [_ep("thread", "zzz:Other", "zzz-plugin"), _ep("thread", "anyexec.x:T", "anyexec")]
+    with pytest.warns(RuntimeWarning, match=r"'thread' is registered more than once; using anyexec"):
+        chosen = registry._select(eps)
+    assert chosen["thread"].value == "anyexec.x:T"
+
+
+def test_select_duplicates_between_plugins_first_by_name_wins() -> None:
+    eps = [_ep("fast", "b:B", "b-dist"), _ep("fast", "a:A", "a-dist"), _ep("ok", "c:C", "c")]
+    with pytest.warns(RuntimeWarning, match="ignoring b-dist"):
+        chosen = registry._select(eps)
+    assert chosen["fast"].value == "a:A" and chosen["ok"].value == "c:C"
