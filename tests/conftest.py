@@ -1,4 +1,6 @@
 from __future__ import annotations
+pytest_plugins = ["anyexec.testing"]
+
 
 import os
 from collections.abc import Iterator

@@ -137,6 +137,7 @@ class Executor(cf.Executor):
         self._finalizer = weakref.finalize(self, self._pool.close, False, True)
         self._crossing = settings.backend.crosses in ("processes", "cluster")
         self._target_chunk_seconds = settings.backend.target_chunk_seconds
+        self._in_caller = settings.backend.crosses == "nothing"
 
     # -- what it is ---------------------------------------------------------------------
 

@@ -46,6 +46,9 @@ class Engine(Protocol):
     @property
     def _target_chunk_seconds(self) -> float: ...
 
+    @property
+    def _in_caller(self) -> bool: ...
+
 
 class ChunkSizer:
     """How many items the next chunk holds.
@@ -55,7 +58,8 @@ class ChunkSizer:
     worker, judged from an exponentially weighted per-item time of finished chunks. It grows
     by at most ``GROWTH``× per observation and shrinks at once. When the input length is
     known, chunks are also kept small enough that each worker gets at least four of the
-    remaining items' chunks, so the tail stays balanced.
+    remaining items' chunks, so the tail stays balanced -- but never split below a quarter
+    of the target duration, where balance no longer matters and submissions would.
     """
 
     def __init__(
@@ -79,7 +83,10 @@ class ChunkSizer:
         size = self.size
         if self.fixed is None and self.total is not None:
             remaining = self.total - self.handed_out
-            size = max(1, min(size, math.ceil(remaining / (4 * self.workers))))
+            balanced = math.ceil(remaining / (4 * self.workers))
+            if self.per_item:
+                balanced = max(balanced, math.ceil(self.target / 4 / self.per_item))
+            size = max(1, min(size, balanced))
         self.handed_out += size
         return size
 
@@ -137,6 +144,9 @@ def iter_map(
             chunksize = max(1, math.ceil(total / (4 * engine.workers)))
     sizer = ChunkSizer(chunksize, engine.workers, engine._target_chunk_seconds, total)
     crossing = engine._crossing
+    # A backend that runs tasks inside submit() (serial) cannot be interrupted; it still
+    # honours the deadline: a result asked for after it raises TimeoutError.
+    late_check = engine._in_caller and end is not None
     window = buffersize
     # Ordered: a FIFO of (future, chunk). Unordered: a dict plus a completion queue.
     fifo: deque[tuple[cf.Future[ChunkResult], Chunk]] = deque()
@@ -190,6 +200,8 @@ def iter_map(
     def results() -> Iterator[Any]:
         try:
             while fifo or live:
+                if late_check and time.monotonic() > end:  # type: ignore[operator]
+                    raise cf.TimeoutError()
                 fut, chunk = next_done()
                 outcomes, seconds, failed = wait_result(fut, chunk)
                 if ordered:

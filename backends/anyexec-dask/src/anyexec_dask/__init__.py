@@ -1,0 +1,198 @@
+"""The ``dask`` backend: an embedded ``LocalCluster`` or a running dask scheduler.
+
+Tasks go through a ``distributed.Client``; ``map`` chunks are sent in one ``client.map``
+batch. Every future handed back is a standard ``concurrent.futures.Future``.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import logging
+import re
+import threading
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import dask
+import distributed
+
+from anyexec import Backend, ConfigError, Option, WorkerLost
+
+__all__ = ["DaskBackend", "DaskExecutor", "SchedulerLost", "SchedulerUnreachable"]
+
+_ADDRESS = re.compile(r"^(tcp|tls|ws|wss|ucx|inproc)://(\[[0-9a-fA-F:]+\]|[^:/\s]+):\d{1,5}$")
+
+
+class SchedulerUnreachable(ConnectionError):
+    """No dask scheduler answered at the address within the connect timeout."""
+
+
+class SchedulerLost(ConnectionError):
+    """The connection to the dask scheduler went away while the task was pending."""
+
+
+def _run(call: Callable[[], Any]) -> Any:
+    return call()
+
+
+class _DaskFuture(cf.Future):  # type: ignore[type-arg]
+    """A standard future mirroring one dask future; ``cancel`` cancels the dask task."""
+
+    def __init__(self, owner: DaskExecutor, inner: distributed.Future) -> None:
+        super().__init__()
+        self._owner = owner
+        self._inner = inner
+        self._asked_to_cancel = False
+
+    def cancel(self) -> bool:
+        if self.done():
+            return self.cancelled()
+        self._asked_to_cancel = True
+        self._inner.cancel()
+        return super().cancel()
+
+
+class DaskExecutor(cf.Executor):
+    """A ``concurrent.futures.Executor`` over a ``distributed.Client``."""
+
+    def __init__(self, workers: int, options: dict[str, Any]) -> None:
+        self._lock = threading.Lock()
+        self._pending: dict[distributed.Future, _DaskFuture] = {}
+        self._closed = False
+        self.cluster: distributed.LocalCluster | None = None
+        timeout = options.get("connect_timeout", 10)
+        security = options.get("security")
+        address = options.get("address")
+        scheduler_file = options.get("scheduler_file")
+        if address is not None or scheduler_file is not None:
+            where = address or f"the scheduler file {scheduler_file}"
+            try:
+                self.client = distributed.Client(
+                    address, scheduler_file=scheduler_file, timeout=timeout,
+                    security=security, set_as_default=False,
+                )
+            except (OSError, TimeoutError, ValueError) as exc:
+                raise SchedulerUnreachable(
+                    f"backend 'dask': cannot reach a dask scheduler at {where} within "
+                    f"{timeout} s (option connect_timeout): {exc}. Check that `dask scheduler` "
+                    f"runs there, or leave address unset to start an embedded cluster"
+                ) from None
+            self.address = self.client.scheduler.address
+        else:
+            with dask.config.set({"distributed.scheduler.worker-saturation": float("inf")}):
+                self.cluster = distributed.LocalCluster(
+                    n_workers=workers,
+                    threads_per_worker=options.get("threads_per_worker", 1),
+                    processes=True,
+                    host="127.0.0.1",
+                    # distributed always starts its HTTP server (dask/distributed#8136):
+                    # keep it on a free loopback port, and the dashboard pages off.
+                    dashboard_address="127.0.0.1:0",
+                    scheduler_kwargs={"dashboard": bool(options.get("dashboard", False))},
+                    silence_logs=logging.ERROR,
+                    memory_limit=options.get("memory_limit", "auto"),
+                    security=security,
+                )
+            self.client = distributed.Client(self.cluster, set_as_default=False)
+            self.address = self.cluster.scheduler_address
+
+    # -- futures ------------------------------------------------------------------------
+
+    def _wrap(self, inner: distributed.Future) -> _DaskFuture:
+        outer = _DaskFuture(self, inner)
+        with self._lock:
+            self._pending[inner] = outer  # keeps the dask future, hence the task, alive
+        inner.add_done_callback(self._copy)
+        return outer
+
+    def _copy(self, inner: distributed.Future) -> None:
+        with self._lock:
+            outer = self._pending.pop(inner, None)
+        if outer is None or outer.done():
+            return
+        status = inner.status
+        try:
+            if status == "finished":
+                outer.set_result(inner.result())
+            elif status == "cancelled":
+                if outer._asked_to_cancel or self._closed:
+                    outer.cancel()
+                else:
+                    outer.set_exception(SchedulerLost(
+                        f"backend 'dask': the task was lost with the connection to the "
+                        f"scheduler at {self.address}"
+                    ))
+            else:
+                exc = inner.exception()
+                if isinstance(exc, distributed.KilledWorker):
+                    lost = WorkerLost(
+                        f"backend 'dask': every worker that ran this task died (more than "
+                        f"distributed.scheduler.allowed-failures times): {exc}"
+                    )
+                    lost.__cause__ = exc
+                    exc = lost
+                outer.set_exception(exc)
+        except cf.InvalidStateError:  # cancelled meanwhile
+            pass
+        except Exception as exc:  # the result could not be fetched: the scheduler went away
+            if not outer.done():
+                outer.set_exception(exc)
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> cf.Future[Any]:
+        if self._closed:
+            raise RuntimeError("cannot schedule new futures after shutdown")
+        return self._wrap(self.client.submit(fn, *args, pure=False, **kwargs))
+
+    def submit_batch(self, calls: Sequence[Callable[[], Any]]) -> list[cf.Future[Any]]:
+        if self._closed:
+            raise RuntimeError("cannot schedule new futures after shutdown")
+        return [self._wrap(f) for f in self.client.map(_run, list(calls), pure=False)]
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        with self._lock:
+            pending = list(self._pending)
+        if cancel_futures and pending:
+            self.client.cancel(pending)
+        elif wait and pending:
+            distributed.wait(pending)
+        self.client.close()
+        if self.cluster is not None:  # ours: close it; one we connected to stays up
+            self.cluster.close()
+
+
+class DaskBackend(Backend):
+    """dask.distributed: an embedded LocalCluster, or a scheduler at `address`."""
+
+    crosses = "cluster"
+    # Each submission costs ~1-2 ms in the scheduler: aim chunks at 100 ms.
+    target_chunk_seconds = 0.1
+    options = {
+        "address": Option(str, "Scheduler address tcp://HOST:PORT; unset starts a LocalCluster."),
+        "scheduler_file": Option(str, "Scheduler file written by `dask scheduler`."),
+        "connect_timeout": Option((int, float), "Seconds to wait for the scheduler (10)."),
+        "dashboard": Option(bool, "Serve the embedded cluster's dashboard (off)."),
+        "threads_per_worker": Option(int, "Threads per embedded worker process (1)."),
+        "memory_limit": Option(str, "Memory limit per embedded worker ('auto')."),
+        "security": Option(object, "A distributed.Security for TLS."),
+    }
+
+    def open(self, workers: int, **options: Any) -> cf.Executor:
+        address = options.get("address")
+        if address is not None:
+            if "://" not in address:
+                address = options["address"] = f"tcp://{address}"
+            if not _ADDRESS.match(address):
+                raise ConfigError(
+                    f"option address={address!r} is not a dask scheduler address; "
+                    f"expected tcp://HOST:PORT (or tls://HOST:PORT)"
+                )
+        return DaskExecutor(workers, options)
+
+    def submit_batch(
+        self, executor: cf.Executor, calls: Sequence[Callable[[], Any]]
+    ) -> list[cf.Future[Any]]:
+        assert isinstance(executor, DaskExecutor)
+        return executor.submit_batch(calls)

@@ -1,0 +1,79 @@
+"""The ``loky`` backend: loky's reusable process pool behind anyexec.
+
+loky pickles with cloudpickle, so lambdas and closures work, and it detects a worker's
+death (exit, signal, out-of-memory kill) and fails the affected futures with
+``TerminatedWorkerError`` (a ``BrokenProcessPool``), which anyexec reports as
+``anyexec.WorkerLost`` naming this backend and the exit codes.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from loky import get_reusable_executor
+
+from anyexec import Backend, Option
+
+__all__ = ["LokyBackend", "LokyExecutor"]
+
+
+class LokyExecutor(cf.Executor):
+    """Submits to loky's process-wide reusable executor, fetched on every submit so that a
+    pool that broke (a worker died) or was resized is replaced transparently."""
+
+    def __init__(self, **params: Any) -> None:
+        self._params = params
+        self._lock = threading.Lock()
+        self._pending: set[cf.Future[Any]] = set()
+        self._closed = False
+        self._pool = get_reusable_executor(**params)
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> cf.Future[Any]:
+        if self._closed:
+            raise RuntimeError("cannot schedule new futures after shutdown")
+        pool = self._pool
+        if pool._flags.broken or pool._flags.shutdown:  # a worker died: loky gives a new pool
+            pool = self._pool = get_reusable_executor(**self._params)
+        fut = pool.submit(fn, *args, **kwargs)
+        with self._lock:
+            self._pending.add(fut)
+        fut.add_done_callback(self._forget)
+        return fut
+
+    def _forget(self, fut: cf.Future[Any]) -> None:
+        with self._lock:
+            self._pending.discard(fut)
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        self._closed = True
+        if cancel_futures:
+            with self._lock:
+                pending = list(self._pending)
+            for fut in pending:
+                fut.cancel()
+        # Leave no worker behind: the reusable pool ends here; the next use starts another.
+        self._pool.shutdown(wait=wait)
+
+
+class LokyBackend(Backend):
+    """loky's reusable process pool; lambdas and closures work (cloudpickle)."""
+
+    crosses = "processes"
+    options = {
+        "timeout": Option((int, float), "Seconds an idle worker waits before exiting (300)."),
+        "context": Option(
+            str, "Start method.", choices=("loky", "loky_init_main", "spawn", "forkserver")
+        ),
+        "env": Option(dict, "Environment variables set in each worker."),
+    }
+
+    def open(self, workers: int, **options: Any) -> cf.Executor:
+        params: dict[str, Any] = {"max_workers": workers, "timeout": options.get("timeout", 300)}
+        if "context" in options:
+            params["context"] = options["context"]
+        if "env" in options:
+            params["env"] = {str(k): str(v) for k, v in options["env"].items()}
+        return LokyExecutor(**params)
