@@ -1,0 +1,203 @@
+"""The dask backend (backends/anyexec-dask) on real `dask scheduler` and `dask worker`
+processes on 127.0.0.1, started and stopped here, and on its embedded LocalCluster."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("anyexec_dask")
+psutil = pytest.importorskip("psutil")
+
+import distributed  # noqa: E402
+
+import anyexec  # noqa: E402
+from anyexec.testing import tasks  # noqa: E402
+from anyexec_dask import SchedulerLost, SchedulerUnreachable  # noqa: E402
+
+
+def _dask_cli() -> list[str]:
+    script = Path(sys.executable).with_name("dask")
+    return [str(script)] if script.exists() else [sys.executable, "-m", "dask"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class RealCluster:
+    """A `dask scheduler` and `dask worker` processes, as a user would start them."""
+
+    folder: Path
+    scheduler: subprocess.Popen[bytes] | None = None
+    workers: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    address: str = ""
+
+    def start(self, n_workers: int) -> RealCluster:
+        sched_file = self.folder / "scheduler.json"
+        port = free_port()
+        self.scheduler = subprocess.Popen(
+            [*_dask_cli(), "scheduler", "--host", "127.0.0.1", "--port", str(port),
+             "--no-dashboard", "--scheduler-file", str(sched_file)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 60
+        while not sched_file.exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        self.address = json.loads(sched_file.read_text())["address"]
+        for i in range(n_workers):
+            self.workers.append(subprocess.Popen(
+                [*_dask_cli(), "worker", self.address, "--nthreads", "1", "--no-nanny",
+                 "--no-dashboard", "--host", "127.0.0.1", "--name", f"w{i}"],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            ))
+        with distributed.Client(self.address, timeout=30, set_as_default=False) as client:
+            client.wait_for_workers(n_workers, timeout=60)
+        return self
+
+    def stop(self) -> None:
+        for proc in [*self.workers, self.scheduler]:
+            if proc is not None and proc.poll() is None:
+                proc.terminate()
+        for proc in [*self.workers, self.scheduler]:
+            if proc is not None:
+                try:
+                    proc.wait(timeout=20)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait(timeout=20)
+
+    def n_workers(self) -> int:
+        with distributed.Client(self.address, timeout=30, set_as_default=False) as client:
+            return len(client.scheduler_info()["workers"])
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RealCluster]:
+    real = RealCluster(tmp_path_factory.mktemp("dask"))
+    try:
+        yield real.start(2)
+    finally:
+        real.stop()
+
+
+@pytest.fixture
+def fresh_cluster(tmp_path: Path) -> Iterator[RealCluster]:
+    real = RealCluster(tmp_path)
+    try:
+        yield real.start(2)
+    finally:
+        real.stop()
+
+
+def test_map_and_submit_on_a_real_scheduler(cluster: RealCluster) -> None:
+    with anyexec.Executor("dask", workers=2, address=cluster.address) as ex:
+        assert list(ex.map(tasks.square, range(300))) == [x * x for x in range(300)]
+        assert sorted(ex.map(tasks.square, range(50), ordered=False)) == [x * x for x in range(50)]
+        fut = ex.submit(tasks.add, 1, 2, z=3)
+        assert isinstance(fut, __import__("concurrent.futures").futures.Future)
+        assert fut.result(timeout=60) == 6
+        pids = {pid for pid, _ in ex.map(tasks.where, range(40), chunksize=1)}
+        assert os.getpid() not in pids  # ran in the worker processes
+    assert cluster.n_workers() == 2  # a cluster merely connected to is left running
+
+
+def test_address_from_environment(cluster: RealCluster, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ANYEXEC_DASK_ADDRESS", cluster.address)
+    with anyexec.Executor("dask") as ex:
+        assert ex.options["address"] == cluster.address
+        assert ex.submit(tasks.square, 9).result(timeout=60) == 81
+        assert ex.settings.sources["option address"].startswith("environment variable")
+
+
+def test_address_from_config_file(cluster: RealCluster) -> None:
+    Path("pyproject.toml").write_text(
+        f'[tool.anyexec]\nbackend = "dask"\n[tool.anyexec.dask]\naddress = "{cluster.address}"\n'
+    )
+    with anyexec.Executor() as ex:
+        assert (ex.backend, ex.options["address"]) == ("dask", cluster.address)
+        assert list(ex.map(tasks.square, range(5))) == [0, 1, 4, 9, 16]
+
+
+def test_worker_killed_mid_map_loses_nothing(fresh_cluster: RealCluster) -> None:
+    with anyexec.Executor("dask", workers=2, address=fresh_cluster.address) as ex:
+        it = ex.map(tasks.sleep_for, range(200), chunksize=2)
+        got = [next(it) for _ in range(20)]
+        fresh_cluster.workers[0].send_signal(signal.SIGKILL)
+        got.extend(it)
+    assert got == list(range(200))
+
+
+def test_unreachable_scheduler_names_the_address() -> None:
+    port = free_port()
+    ex = anyexec.Executor("dask", address=f"tcp://127.0.0.1:{port}", connect_timeout=1)
+    started = time.monotonic()
+    with pytest.raises(SchedulerUnreachable, match=rf"tcp://127.0.0.1:{port} within 1 s"):
+        ex.submit(tasks.square, 1)
+    assert time.monotonic() - started < 30
+    ex.shutdown()
+
+
+@pytest.mark.parametrize("address", ["tcp://", "http://x:1", "tcp://host:port", "a b:1"])
+def test_malformed_address(address: str) -> None:
+    with pytest.raises(anyexec.ConfigError, match="not a dask scheduler address"):
+        anyexec.Executor("dask", address=address).submit(tasks.square, 1)
+
+
+def test_unknown_dask_option() -> None:
+    with pytest.raises(anyexec.ConfigError, match=r"backend 'dask' does not take option 'n_workers'"):
+        anyexec.Executor("dask", n_workers=3)
+
+
+def test_scheduler_gone_mid_map_fails_without_hanging(fresh_cluster: RealCluster) -> None:
+    ex = anyexec.Executor("dask", workers=2, address=fresh_cluster.address)
+    it = ex.map(tasks.sleep_for, range(400), chunksize=1)
+    next(it)
+    assert fresh_cluster.scheduler is not None
+    fresh_cluster.scheduler.send_signal(signal.SIGKILL)
+    started = time.monotonic()
+    with pytest.raises((SchedulerLost, OSError, distributed.client.FutureCancelledError,
+                        __import__("concurrent.futures").futures.CancelledError)):
+        list(it)
+    assert time.monotonic() - started < 120
+    ex.shutdown(wait=False, cancel_futures=True)
+
+
+def test_embedded_cluster_leaves_no_process() -> None:
+    me = psutil.Process()
+    before = {p.pid for p in me.children(recursive=True)}
+    with anyexec.Executor("dask", workers=2) as ex:
+        assert list(ex.map(tasks.square, range(20))) == [x * x for x in range(20)]
+        during = {p.pid for p in me.children(recursive=True)} - before
+        assert len(during) >= 2  # real worker processes
+        listening = {c.laddr.ip for c in me.net_connections() if c.status == "LISTEN"}
+        assert listening <= {"127.0.0.1"}, listening
+
+    def leftovers() -> list[list[str]]:
+        out = []
+        for p in me.children(recursive=True):
+            try:
+                cmd = p.cmdline()
+            except psutil.Error:
+                continue
+            if p.pid in during and "resource_tracker" not in " ".join(cmd):
+                out.append(cmd)
+        return out
+
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and leftovers():
+        time.sleep(0.2)
+    assert not leftovers()
