@@ -12,8 +12,9 @@ yet registered), subclass :class:`ConformanceSuite` once in a test module::
     from anyexec.testing import ConformanceSuite
 
     class TestMyBackend(ConformanceSuite):
-        @pytest.fixture
-        def anyexec_backend(self):
+        @pytest.fixture(scope="class")
+        @classmethod
+        def anyexec_backend(cls):
             return MyBackend()      # or a registered name
 
 See ``docs/conformance.md`` for what each section checks and the stability promise.
@@ -52,9 +53,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "anyexec_conformance: part of anyexec's conformance suite")
-    if config.getoption("anyexec_backend") and _SUITE not in config.args:
-        explicit = getattr(config, "args_source", None) == pytest.Config.ArgsSource.ARGS
-        config.args[:] = [*config.args, _SUITE] if explicit else [_SUITE]
+    # With no test paths given, `--anyexec-backend` runs the suite alone. Given paths, only
+    # those run: they hold a ConformanceSuite subclass (as anyexec's own tests/ does).
+    explicit = getattr(config, "args_source", None) == pytest.Config.ArgsSource.ARGS
+    if config.getoption("anyexec_backend") and not explicit:
+        config.args[:] = [_SUITE]
 
 
 def selected_backends(config: pytest.Config) -> list[str]:

@@ -65,18 +65,21 @@ class Fixtures:
     """The fixtures every section uses."""
 
     @pytest.fixture(scope="class")
-    def anyexec_backend(self, anyexec_backend_name: str) -> str | Backend:
+    @classmethod
+    def anyexec_backend(cls, anyexec_backend_name: str) -> str | Backend:
         """The backend under test: a registered name or a Backend instance."""
         return anyexec_backend_name
 
     @pytest.fixture(scope="class")
-    def anyexec_options(self, request: pytest.FixtureRequest) -> dict[str, Any]:
+    @classmethod
+    def anyexec_options(cls, request: pytest.FixtureRequest) -> dict[str, Any]:
         from anyexec.testing import parse_options
 
         return parse_options(request.config.getoption("anyexec_option", default=[]) or [])
 
     @pytest.fixture(scope="class")
-    def anyexec_workers(self, request: pytest.FixtureRequest) -> int:
+    @classmethod
+    def anyexec_workers(cls, request: pytest.FixtureRequest) -> int:
         return int(request.config.getoption("anyexec_workers", default=2) or 2)
 
     @pytest.fixture
@@ -96,8 +99,9 @@ class Fixtures:
             ex.shutdown(wait=True, cancel_futures=True)
 
     @pytest.fixture(scope="class")
+    @classmethod
     def executor(
-        self, anyexec_backend: str | Backend, anyexec_options: dict[str, Any], anyexec_workers: int
+        cls, anyexec_backend: str | Backend, anyexec_options: dict[str, Any], anyexec_workers: int
     ) -> Iterator[Executor]:
         """One executor shared by a backend's tests that do not close it."""
         ex = Executor(anyexec_backend, anyexec_workers, **anyexec_options)
@@ -105,7 +109,8 @@ class Fixtures:
         ex.shutdown(wait=True, cancel_futures=True)
 
     @pytest.fixture(scope="class")
-    def serial(self) -> Iterator[Executor]:
+    @classmethod
+    def serial(cls) -> Iterator[Executor]:
         with Executor("serial") as ex:
             yield ex
 
