@@ -61,9 +61,7 @@ def tests(session: nox.Session, backend: str) -> None:
     """Unit tests and the conformance suite for one backend, only its distribution installed."""
     dist = BACKENDS[backend]
     _install(session, ".[test]", *([dist] if dist else []))
-    session.run(
-        "python", "-m", "pytest", "tests", f"--anyexec-backend={backend}", *session.posargs
-    )
+    session.run("python", "-m", "pytest", "tests", f"--anyexec-backend={backend}", *session.posargs)
 
 
 @nox.session(python=PYTHONS[-1])
@@ -86,6 +84,13 @@ def bench(session: nox.Session) -> None:
     """`anyexec bench` over every backend, then the side-by-side comparison with the peers."""
     _install(session, ".[bench,plot]", *[d for d in BACKENDS.values() if d])
     session.install("joblib", "mpire")
-    session.run("anyexec", "bench", "--json", "build/bench.json", "--plot", "build/bench.png",
-                *session.posargs)
+    session.run(
+        "anyexec",
+        "bench",
+        "--json",
+        "build/bench.json",
+        "--plot",
+        "build/bench.png",
+        *session.posargs,
+    )
     session.run("python", "benchmarks/compare.py", "--out", "build/compare.md")

@@ -1,6 +1,4 @@
 from __future__ import annotations
-pytest_plugins = ["anyexec.testing"]
-
 
 import os
 from collections.abc import Iterator
@@ -9,6 +7,10 @@ from pathlib import Path
 import pytest
 
 from anyexec import config, registry
+
+pytest_plugins = ["anyexec.testing"]
+
+pytest_plugins = ["anyexec.testing"]
 
 BUILTIN = ["serial", "thread", "process", "asyncio"]
 

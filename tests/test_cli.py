@@ -13,8 +13,9 @@ from anyexec import cli
 
 
 def run(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "anyexec", *args], capture_output=True,
-                          text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "anyexec", *args], capture_output=True, text=True, timeout=300
+    )
 
 
 def test_backends_table() -> None:
@@ -42,8 +43,22 @@ def test_config_bad_environment_is_a_clear_error(monkeypatch: pytest.MonkeyPatch
 
 def test_bench_io_json_on_every_installed_backend(tmp_path: Path) -> None:
     path = tmp_path / "bench.json"
-    out = run("bench", "--workload", "io", "--workers", "1,4", "--repeat", "1", "--tasks", "24",
-              "--json", str(path), "--csv", str(tmp_path / "b.csv"), "-q")
+    out = run(
+        "bench",
+        "--workload",
+        "io",
+        "--workers",
+        "1,4",
+        "--repeat",
+        "1",
+        "--tasks",
+        "24",
+        "--json",
+        str(path),
+        "--csv",
+        str(tmp_path / "b.csv"),
+        "-q",
+    )
     assert out.returncode == 0, out.stderr + out.stdout
     data = json.loads(path.read_text())
     assert data["schema"] == "anyexec.bench/1"
@@ -85,7 +100,19 @@ def test_bench_unwritable_path(tmp_path: Path, capsys: pytest.CaptureFixture[str
 
 
 def test_bench_user_function(tmp_path: Path) -> None:
-    out = run("bench", "--workload", "anyexec.testing.tasks:square", "--inputs", "50",
-              "--backend", "thread", "--workers", "2", "--repeat", "1", "-q")
+    out = run(
+        "bench",
+        "--workload",
+        "anyexec.testing.tasks:square",
+        "--inputs",
+        "50",
+        "--backend",
+        "thread",
+        "--workers",
+        "2",
+        "--repeat",
+        "1",
+        "-q",
+    )
     assert out.returncode == 0, out.stderr
     assert "anyexec.testing.tasks:square" in out.stdout

@@ -84,7 +84,7 @@ def test_profiles(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_profile_without_a_file(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ANYEXEC_PROFILE", "x")
-    with pytest.raises(anyexec.ConfigError, match="no anyexec.toml"):
+    with pytest.raises(anyexec.ConfigError, match=r"no anyexec\.toml"):
         config.resolve()
 
 
@@ -169,11 +169,16 @@ def test_workers_auto(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_unknown_backend_lists_the_installed_ones() -> None:
-    with pytest.raises(anyexec.BackendNotFound, match=r"unknown backend 'thraed'.*Installed backends: .*serial.*Did you mean 'thread'"):
+    with pytest.raises(
+        anyexec.BackendNotFound,
+        match=r"unknown backend 'thraed'.*Installed backends: .*serial.*Did you mean 'thread'",
+    ):
         anyexec.Executor("thraed")
 
 
-def test_unknown_backend_from_environment_names_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_unknown_backend_from_environment_names_the_variable(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     monkeypatch.setenv("ANYEXEC_BACKEND", "nope")
     with pytest.raises(anyexec.BackendNotFound, match="ANYEXEC_BACKEND"):
         anyexec.current()
@@ -185,7 +190,10 @@ def test_backend_not_a_string() -> None:
 
 
 def test_option_the_backend_does_not_take() -> None:
-    with pytest.raises(anyexec.ConfigError, match=r"backend 'thread' does not take option 'address'.*thread_name_prefix"):
+    with pytest.raises(
+        anyexec.ConfigError,
+        match=r"backend 'thread' does not take option 'address'.*thread_name_prefix",
+    ):
         anyexec.Executor("thread", address="tcp://x:1")
 
 
@@ -233,7 +241,7 @@ def test_known_but_missing_backend_says_what_to_install(monkeypatch: pytest.Monk
 
 def test_bad_chunksize_and_buffersize() -> None:
     ex = anyexec.Executor("serial")
-    with pytest.raises(anyexec.ConfigError, match="chunksize=0"):
+    with pytest.raises(anyexec.ConfigError, match=r"chunksize=0"):
         ex.map(abs, [1], chunksize=0)
     with pytest.raises(anyexec.ConfigError, match="buffersize=-2"):
         ex.map(abs, [1], buffersize=-2)

@@ -94,7 +94,9 @@ def run_suite(pytester: pytest.Pytester):  # type: ignore[no-untyped-def]
     pytester.makepyfile(test_broken=BROKEN)
 
     def run(*args: str) -> pytest.RunResult:
-        return pytester.runpytest_subprocess("-p", "anyexec.testing", "-p", "no:cacheprovider", *args)
+        return pytester.runpytest_subprocess(
+            "-p", "anyexec.testing", "-p", "no:cacheprovider", *args
+        )
 
     return run
 
@@ -103,7 +105,11 @@ def run_suite(pytester: pytest.Pytester):  # type: ignore[no-untyped-def]
     ("backend", "check", "message"),
     [
         ("drop", "test_map_ordered", "map results differ from serial: * results, expected 200"),
-        ("reorder", "test_map_ordered", "map results differ from serial: first difference at index"),
+        (
+            "reorder",
+            "test_map_ordered",
+            "map results differ from serial: first difference at index",
+        ),
         ("swallow", "test_swallowed_exceptions_are_caught", "a failing task raised nothing"),
         ("swallow", "test_type_and_message", "DID NOT RAISE"),
         ("leak", "test_no_leftovers_after_shutdown", "worker processes left after shutdown"),
@@ -116,11 +122,19 @@ def test_broken_backend_fails_readably(run_suite, backend: str, check: str, mess
 
 
 def test_healthy_backend_passes_the_same_checks(pytester: pytest.Pytester) -> None:
-    pytester.makepyfile(test_ok="from anyexec.testing import ConformanceSuite\n"
-                        "class TestOk(ConformanceSuite):\n    pass\n")
+    pytester.makepyfile(
+        test_ok="from anyexec.testing import ConformanceSuite\n"
+        "class TestOk(ConformanceSuite):\n    pass\n"
+    )
     result = pytester.runpytest_subprocess(
-        "-p", "anyexec.testing", "--anyexec-backend=thread", "-p", "no:cacheprovider", "test_ok.py",
-        "-k", "map_ordered or swallowed or type_and_message or leftovers",
+        "-p",
+        "anyexec.testing",
+        "--anyexec-backend=thread",
+        "-p",
+        "no:cacheprovider",
+        "test_ok.py",
+        "-k",
+        "map_ordered or swallowed or type_and_message or leftovers",
     )
     result.assert_outcomes(passed=4)
 
@@ -128,13 +142,26 @@ def test_healthy_backend_passes_the_same_checks(pytester: pytest.Pytester) -> No
 def test_plugin_alone_runs_the_whole_suite(pytester: pytest.Pytester) -> None:
     """`pytest -p anyexec.testing --anyexec-backend=NAME` with nothing else written."""
     result = pytester.runpytest_subprocess(
-        "-p", "anyexec.testing", "--anyexec-backend=serial", "-p", "no:cacheprovider", "-q",
-        "--anyexec-option", "x=1", "-k", "test_map_empty",
+        "-p",
+        "anyexec.testing",
+        "--anyexec-backend=serial",
+        "-p",
+        "no:cacheprovider",
+        "-q",
+        "--anyexec-option",
+        "x=1",
+        "-k",
+        "test_map_empty",
     )
     # serial takes no option "x": the suite reports the configuration error clearly
     result.stdout.fnmatch_lines(["*backend 'serial' does not take option 'x'*"])
     result = pytester.runpytest_subprocess(
-        "-p", "anyexec.testing", "--anyexec-backend=serial", "-p", "no:cacheprovider", "-q",
+        "-p",
+        "anyexec.testing",
+        "--anyexec-backend=serial",
+        "-p",
+        "no:cacheprovider",
+        "-q",
     )
     outcomes = result.parseoutcomes()
     assert outcomes.get("passed", 0) >= 30 and not outcomes.get("failed"), result.stdout.str()

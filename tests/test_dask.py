@@ -50,20 +50,44 @@ class RealCluster:
         sched_file = self.folder / "scheduler.json"
         port = free_port()
         self.scheduler = subprocess.Popen(
-            [*_dask_cli(), "scheduler", "--host", "127.0.0.1", "--port", str(port),
-             "--no-dashboard", "--scheduler-file", str(sched_file)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            [
+                *_dask_cli(),
+                "scheduler",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--no-dashboard",
+                "--scheduler-file",
+                str(sched_file),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         deadline = time.monotonic() + 60
         while not sched_file.exists() and time.monotonic() < deadline:
             time.sleep(0.1)
         self.address = json.loads(sched_file.read_text())["address"]
         for i in range(n_workers):
-            self.workers.append(subprocess.Popen(
-                [*_dask_cli(), "worker", self.address, "--nthreads", "1", "--no-nanny",
-                 "--no-dashboard", "--host", "127.0.0.1", "--name", f"w{i}"],
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            ))
+            self.workers.append(
+                subprocess.Popen(
+                    [
+                        *_dask_cli(),
+                        "worker",
+                        self.address,
+                        "--nthreads",
+                        "1",
+                        "--no-nanny",
+                        "--no-dashboard",
+                        "--host",
+                        "127.0.0.1",
+                        "--name",
+                        f"w{i}",
+                    ],
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
+            )
         with distributed.Client(self.address, timeout=30, set_as_default=False) as client:
             client.wait_for_workers(n_workers, timeout=60)
         return self
@@ -158,7 +182,9 @@ def test_malformed_address(address: str) -> None:
 
 
 def test_unknown_dask_option() -> None:
-    with pytest.raises(anyexec.ConfigError, match=r"backend 'dask' does not take option 'n_workers'"):
+    with pytest.raises(
+        anyexec.ConfigError, match=r"backend 'dask' does not take option 'n_workers'"
+    ):
         anyexec.Executor("dask", n_workers=3)
 
 
@@ -169,8 +195,14 @@ def test_scheduler_gone_mid_map_fails_without_hanging(fresh_cluster: RealCluster
     assert fresh_cluster.scheduler is not None
     fresh_cluster.scheduler.send_signal(signal.SIGKILL)
     started = time.monotonic()
-    with pytest.raises((SchedulerLost, OSError, distributed.client.FutureCancelledError,
-                        __import__("concurrent.futures").futures.CancelledError)):
+    with pytest.raises(
+        (
+            SchedulerLost,
+            OSError,
+            distributed.client.FutureCancelledError,
+            __import__("concurrent.futures").futures.CancelledError,
+        )
+    ):
         list(it)
     assert time.monotonic() - started < 120
     ex.shutdown(wait=False, cancel_futures=True)

@@ -6,8 +6,8 @@ import pytest
 
 pytest.importorskip("anyexec_loky")
 
-import anyexec  # noqa: E402
-from anyexec.testing import tasks  # noqa: E402
+import anyexec
+from anyexec.testing import tasks
 
 
 def read_env(name: str) -> str | None:
@@ -47,11 +47,16 @@ def test_option_context() -> None:
 
 
 def test_unknown_option() -> None:
-    with pytest.raises(anyexec.ConfigError, match=r"backend 'loky' does not take option 'nope'.*context, env, timeout"):
+    with pytest.raises(
+        anyexec.ConfigError,
+        match=r"backend 'loky' does not take option 'nope'.*context, env, timeout",
+    ):
         anyexec.Executor("loky", nope=1)
 
 
-@pytest.mark.parametrize(("task", "code"), [(tasks.exit_process, r"EXIT\(3\)"), (segfault, "SIGSEGV")])
+@pytest.mark.parametrize(
+    ("task", "code"), [(tasks.exit_process, r"EXIT\(3\)"), (segfault, "SIGSEGV")]
+)
 def test_worker_crash_is_a_clear_error_and_the_executor_recovers(
     ex: anyexec.Executor, task: object, code: str
 ) -> None:

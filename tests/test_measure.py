@@ -12,7 +12,9 @@ from anyexec.testing import tasks
 
 
 def make(ts: float, tp: float, p: int, n: int) -> m.Measurement:
-    return m.Measurement("thread", p, "x", n, [ts, ts * 1.1, ts * 0.9], [tp, tp * 1.2, tp * 0.8], 0.1)
+    return m.Measurement(
+        "thread", p, "x", n, [ts, ts * 1.1, ts * 0.9], [tp, tp * 1.2, tp * 0.8], 0.1
+    )
 
 
 def test_formulas_on_constructed_timings() -> None:
@@ -38,11 +40,30 @@ def test_json_schema_round_trip() -> None:
     x = make(ts=8.0, tp=2.5, p=4, n=100)
     data = json.loads(x.to_json())
     assert data["schema"] == m.SCHEMA == "anyexec.measurement/1"
-    assert set(data) >= {"backend", "workers", "workload", "tasks", "serial_times",
-                         "parallel_times", "startup", "results_match", "summary"}
-    assert set(data["summary"]) == {"ts_median", "ts_min", "ts_max", "tp_median", "tp_min",
-                                    "tp_max", "speedup", "efficiency", "throughput",
-                                    "overhead_per_task", "karp_flatt"}
+    assert set(data) >= {
+        "backend",
+        "workers",
+        "workload",
+        "tasks",
+        "serial_times",
+        "parallel_times",
+        "startup",
+        "results_match",
+        "summary",
+    }
+    assert set(data["summary"]) == {
+        "ts_median",
+        "ts_min",
+        "ts_max",
+        "tp_median",
+        "tp_min",
+        "tp_max",
+        "speedup",
+        "efficiency",
+        "throughput",
+        "overhead_per_task",
+        "karp_flatt",
+    }
     assert data["summary"]["speedup"] == pytest.approx(3.2)
     again = m.Measurement.from_dict(data)
     assert again.speedup == pytest.approx(3.2)
@@ -51,8 +72,9 @@ def test_json_schema_round_trip() -> None:
 
 
 def test_measure_sleep_workload_speeds_up() -> None:
-    res = anyexec.measure.measure(tasks.sleep_for, range(16), backend="thread", workers=4,
-                                  repeat=2, chunksize=1)
+    res = anyexec.measure.measure(
+        tasks.sleep_for, range(16), backend="thread", workers=4, repeat=2, chunksize=1
+    )
     assert res.results_match
     assert res.speedup == pytest.approx(res.ts / res.tp)
     assert res.efficiency == pytest.approx(res.speedup / 4)

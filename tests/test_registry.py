@@ -58,8 +58,13 @@ def test_installed_distribution_adds_a_backend(plugins: Path) -> None:
 
 
 def test_broken_plugin_warns_and_is_skipped(plugins: Path) -> None:
-    _dist(plugins, "anyexec-broken", {"broken": "broken_mod:Nope"}, "broken_mod",
-          "raise ImportError('needs libwarp')\n")
+    _dist(
+        plugins,
+        "anyexec-broken",
+        {"broken": "broken_mod:Nope"},
+        "broken_mod",
+        "raise ImportError('needs libwarp')\n",
+    )
     registry.refresh()
     with pytest.warns(RuntimeWarning, match=r"'broken' from anyexec-broken 1.0 failed to load"):
         infos = {b.name: b for b in anyexec.backends()}
@@ -92,7 +97,9 @@ def _ep(name: str, value: str, dist: str) -> EntryPoint:
 
 def test_select_duplicates_warns_and_core_wins() -> None:
     eps = [_ep("thread", "zzz:Other", "zzz-plugin"), _ep("thread", "anyexec.x:T", "anyexec")]
-    with pytest.warns(RuntimeWarning, match=r"'thread' is registered more than once; using anyexec"):
+    with pytest.warns(
+        RuntimeWarning, match=r"'thread' is registered more than once; using anyexec"
+    ):
         chosen = registry._select(eps)
     assert chosen["thread"].value == "anyexec.x:T"
 

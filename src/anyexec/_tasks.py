@@ -19,7 +19,7 @@ from typing import Any
 from anyexec import _context
 from anyexec.errors import RemoteTraceback, UnpicklableError
 
-__all__ = ["Call", "Chunk", "Failure", "ChunkResult"]
+__all__ = ["Call", "Chunk", "ChunkResult", "Failure"]
 
 #: (outcomes in input order, seconds the chunk ran inside the worker, any failure?)
 ChunkResult = tuple[list[Any], float, bool]
@@ -77,15 +77,14 @@ class Failure:
 
 
 def _is_async(fn: Callable[..., Any]) -> bool:
-    return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(
-        getattr(fn, "__call__", None)
-    )
+    call = type(fn).__dict__.get("__call__")  # an object whose __call__ is async
+    return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(call)
 
 
 class Call:
     """One ``submit``: ``fn(*args, **kwargs)`` run as a worker task."""
 
-    __slots__ = ("fn", "args", "kwargs", "crossing")
+    __slots__ = ("args", "crossing", "fn", "kwargs")
 
     def __init__(
         self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], crossing: bool
@@ -132,7 +131,7 @@ class Chunk:
     stored at its position, so the caller sees it exactly when it reaches that result.
     """
 
-    __slots__ = ("fn", "items", "crossing")
+    __slots__ = ("crossing", "fn", "items")
 
     def __init__(
         self, fn: Callable[..., Any], items: Sequence[tuple[Any, ...]], crossing: bool

@@ -30,8 +30,19 @@ BENCH_SCHEMA = "anyexec.bench/1"
 DEFAULT_WORKLOADS = ("cpu", "io", "tiny")
 #: Task sizes (pure-Python steps) swept by --granularity: about 15 µs to 15 ms per task.
 GRANULARITY_SIZES = (250, 1_000, 4_000, 16_000, 64_000, 250_000)
-_VERSIONED = ("anyexec", "anyio", "anyexec-loky", "loky", "anyexec-dask", "dask",
-              "distributed", "numpy", "threadpoolctl", "joblib", "tqdm")
+_VERSIONED = (
+    "anyexec",
+    "anyio",
+    "anyexec-loky",
+    "loky",
+    "anyexec-dask",
+    "dask",
+    "distributed",
+    "numpy",
+    "threadpoolctl",
+    "joblib",
+    "tqdm",
+)
 
 
 def parse_workers_list(text: str) -> list[int]:
@@ -84,8 +95,12 @@ class MetgResult:
     metg: float | None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"backend": self.backend, "workers": self.workers,
-                "points": self.points, "metg_seconds": self.metg}
+        return {
+            "backend": self.backend,
+            "workers": self.workers,
+            "points": self.points,
+            "metg_seconds": self.metg,
+        }
 
 
 @dataclass
@@ -107,24 +122,46 @@ class BenchResult:
     # -- output -------------------------------------------------------------------------
 
     def table(self) -> str:
-        head = ("backend", "workload", "p", "Ts s", "Tp s (min-max)", "S", "E",
-                "tasks/s", "ovh µs/task", "K-F e", "start s", "ok")
+        head = (
+            "backend",
+            "workload",
+            "p",
+            "Ts s",
+            "Tp s (min-max)",
+            "S",
+            "E",
+            "tasks/s",
+            "ovh µs/task",
+            "K-F e",
+            "start s",
+            "ok",
+        )
         rows = [head]
         for m in self.measurements:
             kf = m.karp_flatt
-            rows.append((
-                m.backend, m.workload, str(m.workers), f"{m.ts:.3f}",
-                f"{m.tp:.3f} ({min(m.parallel_times):.3f}-{max(m.parallel_times):.3f})",
-                f"{m.speedup:.2f}", f"{m.efficiency:.2f}", f"{m.throughput:,.0f}",
-                f"{m.overhead_per_task * 1e6:,.1f}", "-" if kf is None else f"{kf:.2f}",
-                f"{m.startup:.2f}", "yes" if m.results_match else "NO",
-            ))
+            rows.append(
+                (
+                    m.backend,
+                    m.workload,
+                    str(m.workers),
+                    f"{m.ts:.3f}",
+                    f"{m.tp:.3f} ({min(m.parallel_times):.3f}-{max(m.parallel_times):.3f})",
+                    f"{m.speedup:.2f}",
+                    f"{m.efficiency:.2f}",
+                    f"{m.throughput:,.0f}",
+                    f"{m.overhead_per_task * 1e6:,.1f}",
+                    "-" if kf is None else f"{kf:.2f}",
+                    f"{m.startup:.2f}",
+                    "yes" if m.results_match else "NO",
+                )
+            )
         widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
         lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
         lines.insert(1, "  ".join("-" * w for w in widths))
         for err in self.errors:
-            lines.append(f"{err['backend']} {err['workload']} p={err['workers']}: "
-                         f"FAILED {err['error']}")
+            lines.append(
+                f"{err['backend']} {err['workload']} p={err['workers']}: FAILED {err['error']}"
+            )
         for g in self.metg:
             shown = "not reached" if g.metg is None else f"{g.metg * 1e6:,.0f} µs"
             lines.append(f"METG({g.backend}, p={g.workers}) = {shown}")
@@ -133,14 +170,45 @@ class BenchResult:
     def csv(self) -> str:
         buf = io.StringIO()
         writer = csv.writer(buf)
-        writer.writerow(["backend", "workload", "workers", "tasks", "ts_median", "tp_median",
-                         "tp_min", "tp_max", "speedup", "efficiency", "throughput",
-                         "overhead_per_task", "karp_flatt", "startup", "results_match"])
+        writer.writerow(
+            [
+                "backend",
+                "workload",
+                "workers",
+                "tasks",
+                "ts_median",
+                "tp_median",
+                "tp_min",
+                "tp_max",
+                "speedup",
+                "efficiency",
+                "throughput",
+                "overhead_per_task",
+                "karp_flatt",
+                "startup",
+                "results_match",
+            ]
+        )
         for m in self.measurements:
-            writer.writerow([m.backend, m.workload, m.workers, m.tasks, m.ts, m.tp,
-                             min(m.parallel_times), max(m.parallel_times), m.speedup,
-                             m.efficiency, m.throughput, m.overhead_per_task,
-                             m.karp_flatt, m.startup, m.results_match])
+            writer.writerow(
+                [
+                    m.backend,
+                    m.workload,
+                    m.workers,
+                    m.tasks,
+                    m.ts,
+                    m.tp,
+                    min(m.parallel_times),
+                    max(m.parallel_times),
+                    m.speedup,
+                    m.efficiency,
+                    m.throughput,
+                    m.overhead_per_task,
+                    m.karp_flatt,
+                    m.startup,
+                    m.results_match,
+                ]
+            )
         return buf.getvalue()
 
     def plot(self, path: Path) -> None:
@@ -154,14 +222,18 @@ class BenchResult:
                 "--plot needs matplotlib. Install it with: pip install 'anyexec[plot]'"
             ) from None
         workloads = sorted({m.workload for m in self.measurements})
-        fig, axes = plt.subplots(1, max(1, len(workloads)), figsize=(5 * max(1, len(workloads)), 4),
-                                 squeeze=False)
+        fig, axes = plt.subplots(
+            1, max(1, len(workloads)), figsize=(5 * max(1, len(workloads)), 4), squeeze=False
+        )
         top = max((m.workers for m in self.measurements), default=1)
         for ax, name in zip(axes[0], workloads):
             ax.plot([1, top], [1, top], "k--", label="ideal")
             for backend in sorted({m.backend for m in self.measurements}):
-                pts = sorted((m.workers, m.speedup) for m in self.measurements
-                             if m.workload == name and m.backend == backend)
+                pts = sorted(
+                    (m.workers, m.speedup)
+                    for m in self.measurements
+                    if m.workload == name and m.backend == backend
+                )
                 if pts:
                     ax.plot(*zip(*pts), marker="o", label=backend)
             ax.set_title(f"workload: {name}")
@@ -220,11 +292,24 @@ def run_bench(
                 if on_step:
                     on_step(f"{backend} {wl.name} p={p}")
                 try:
-                    m = measure(fn, inputs, backend=backend, workers=p, repeat=repeat,
-                                workload=wl.name, serial=serial)
+                    m = measure(
+                        fn,
+                        inputs,
+                        backend=backend,
+                        workers=p,
+                        repeat=repeat,
+                        workload=wl.name,
+                        serial=serial,
+                    )
                 except Exception as exc:
-                    result.errors.append({"backend": backend, "workload": wl.name,
-                                          "workers": p, "error": f"{type(exc).__name__}: {exc}"})
+                    result.errors.append(
+                        {
+                            "backend": backend,
+                            "workload": wl.name,
+                            "workers": p,
+                            "error": f"{type(exc).__name__}: {exc}",
+                        }
+                    )
                     continue
                 result.measurements.append(m)
     if granularity:
@@ -239,11 +324,23 @@ def run_bench(
                 inputs = cpu.inputs(max(8 * top, 16))
                 ts_times, expected = time_serial(fn, inputs, repeat=repeat)
                 try:
-                    m = measure(fn, inputs, backend=backend, workers=top, repeat=repeat,
-                                serial=(ts_times, expected))
+                    m = measure(
+                        fn,
+                        inputs,
+                        backend=backend,
+                        workers=top,
+                        repeat=repeat,
+                        serial=(ts_times, expected),
+                    )
                 except Exception as exc:
-                    result.errors.append({"backend": backend, "workload": "granularity",
-                                          "workers": top, "error": f"{type(exc).__name__}: {exc}"})
+                    result.errors.append(
+                        {
+                            "backend": backend,
+                            "workload": "granularity",
+                            "workers": top,
+                            "error": f"{type(exc).__name__}: {exc}",
+                        }
+                    )
                     break
                 points.append((m.ts / m.tasks, efficiency(speedup(m.ts, m.tp), m.workers)))
             result.metg.append(MetgResult(backend, top, points, _metg(points)))

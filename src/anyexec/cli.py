@@ -16,9 +16,16 @@ __all__ = ["main"]
 def _cmd_backends(args: argparse.Namespace) -> int:
     rows = [("name", "available", "crosses", "distribution", "version", "notes")]
     for info in registry.backends():
-        rows.append((info.name, "yes" if info.available else "NO", info.crosses or "-",
-                     info.distribution, info.version,
-                     info.description if info.available else (info.error or "")))
+        rows.append(
+            (
+                info.name,
+                "yes" if info.available else "NO",
+                info.crosses or "-",
+                info.distribution,
+                info.version,
+                info.description if info.available else (info.error or ""),
+            )
+        )
     for name, hint in sorted(registry.KNOWN.items()):
         if name not in registry.names():
             rows.append((name, "not installed", "-", "-", "-", hint))
@@ -42,13 +49,15 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     from anyexec import bench
     from anyexec.workloads import get_workload
 
-    workers = bench.parse_workers_list(args.workers) if args.workers else sorted(
-        {1, config.available_cpus()}
+    workers = (
+        bench.parse_workers_list(args.workers)
+        if args.workers
+        else sorted({1, config.available_cpus()})
     )
     names = [w.strip() for w in (args.workload or ",".join(bench.DEFAULT_WORKLOADS)).split(",")]
     workloads = [get_workload(n, args.inputs) for n in names if n]
-    backends = [b.strip() for b in args.backend.split(",")] if args.backend else (
-        bench.default_backends()
+    backends = (
+        [b.strip() for b in args.backend.split(",")] if args.backend else (bench.default_backends())
     )
     for b in backends:
         registry.get(b)  # unknown or unavailable: fail now, with the fix
@@ -67,8 +76,13 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     ) * len(workloads) + (len(backends) if args.granularity else 0)
     bar = _bar(steps, args.quiet)
     result = bench.run_bench(
-        backends, workers, workloads, repeat=args.repeat, tasks=args.tasks,
-        size=args.size, granularity=args.granularity,
+        backends,
+        workers,
+        workloads,
+        repeat=args.repeat,
+        tasks=args.tasks,
+        size=args.size,
+        granularity=args.granularity,
         on_step=(lambda what: _step(bar, what)),
     )
     _step(bar, None)
@@ -130,15 +144,21 @@ def _parser() -> argparse.ArgumentParser:
     b = sub.add_parser("bench", help="measure speedup: backends × workers × workloads")
     b.add_argument("--backend", "-b", help="comma-separated backends (default: every installed)")
     b.add_argument("--workers", "-p", help="comma-separated worker counts (default: 1,CPUs)")
-    b.add_argument("--workload", "-w",
-                   help="comma-separated: cpu, numpy, io, tiny, async or module:function "
-                        "(default: cpu,io,tiny)")
+    b.add_argument(
+        "--workload",
+        "-w",
+        help="comma-separated: cpu, numpy, io, tiny, async or module:function "
+        "(default: cpu,io,tiny)",
+    )
     b.add_argument("--inputs", help="for module:function: a task count or a JSON list file")
     b.add_argument("--tasks", "-n", type=int, help="tasks per run (default: per workload)")
     b.add_argument("--size", type=float, help="task size (see docs/measuring.md)")
     b.add_argument("--repeat", "-r", type=int, default=3, help="timed runs each (median)")
-    b.add_argument("--granularity", action="store_true",
-                   help="also sweep the task size per backend and report METG")
+    b.add_argument(
+        "--granularity",
+        action="store_true",
+        help="also sweep the task size per backend and report METG",
+    )
     b.add_argument("--json", type=Path, help="write results and machine info as JSON")
     b.add_argument("--csv", type=Path, help="write results as CSV")
     b.add_argument("--plot", type=Path, help="draw speedup against workers (PNG)")

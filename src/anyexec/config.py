@@ -151,7 +151,8 @@ def clear_cache() -> None:
 def _read_toml(path: Path) -> dict[str, Any]:
     try:
         with path.open("rb") as fh:
-            return tomllib.load(fh)
+            data: dict[str, Any] = tomllib.load(fh)
+            return data
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
     except OSError as exc:
@@ -332,7 +333,8 @@ def resolve(
     else:
         label = (
             f"environment variable {ENV_BACKEND}"
-            if chosen.source == "environment" else f"{chosen.source}"
+            if chosen.source == "environment"
+            else f"{chosen.source}"
         )
         the_backend = _lookup(chosen.backend, label)  # type: ignore[arg-type]
         sources["backend"] = label
@@ -340,7 +342,9 @@ def resolve(
     worker_layer = next((layer for layer in layers if layer.workers is not None), None)
     if worker_layer is None:
         count = 1 if nested else available_cpus()
-        sources["workers"] = "default (CPUs this process may use)" if not nested else sources["backend"]
+        sources["workers"] = (
+            "default (CPUs this process may use)" if not nested else sources["backend"]
+        )
     else:
         label = (
             f"environment variable {ENV_WORKERS}={worker_layer.workers!r}"

@@ -36,24 +36,22 @@ _FALSE = {"0", "false", "no", "off"}
 class Option:
     """One option a backend accepts, with how to read it from text (environment, CLI).
 
-    ``type`` is the Python type (or types) a value must have; a string from the
+    ``kind`` is the Python type (or types) a value must have; a string from the
     environment, a config file or the command line is converted to the first of ``int``,
     ``float``, ``bool`` or ``str`` listed. ``choices`` restricts the values.
     """
 
-    type: type | tuple[type, ...]
+    kind: type | tuple[type, ...]
     doc: str = ""
     choices: tuple[Any, ...] | None = None
 
     def _types(self) -> tuple[type, ...]:
-        return self.type if isinstance(self.type, tuple) else (self.type,)
+        return self.kind if isinstance(self.kind, tuple) else (self.kind,)
 
     def coerce(self, name: str, value: Any, source: str) -> Any:
-        """Return ``value`` checked and converted, or raise :class:`ConfigError` naming ``source``."""
+        """``value`` checked and converted, or a :class:`ConfigError` naming ``source``."""
         types = self._types()
-        ok = isinstance(value, types) and not (
-            isinstance(value, bool) and bool not in types
-        )
+        ok = isinstance(value, types) and not (isinstance(value, bool) and bool not in types)
         if not ok and isinstance(value, str):
             value = self._from_text(name, value, types, source)
             ok = True
@@ -62,8 +60,7 @@ class Option:
         if not ok:
             names = " or ".join(t.__name__ for t in types)
             raise ConfigError(
-                f"{source}: option {name!r} expects {names}, got {value!r} "
-                f"({type(value).__name__})"
+                f"{source}: option {name!r} expects {names}, got {value!r} ({type(value).__name__})"
             )
         if self.choices is not None and value not in self.choices:
             raise ConfigError(

@@ -43,9 +43,7 @@ class UnpicklableError(AnyexecError, TypeError):
 
 # On 3.10 ``concurrent.futures.TimeoutError`` is not the builtin; inherit both so either
 # ``except`` clause catches a task timeout.
-_TIMEOUT_BASES: tuple[type, ...] = (
-    (TimeoutError,) if _cf.TimeoutError is TimeoutError else (_cf.TimeoutError, TimeoutError)
-)
+_TIMEOUT_BASES: tuple[type, ...] = tuple(dict.fromkeys((_cf.TimeoutError, TimeoutError)))
 
 
 class TaskTimeout(AnyexecError, *_TIMEOUT_BASES):  # type: ignore[misc]

@@ -229,14 +229,18 @@ class Executor(cf.Executor):
     # -- errors of one shape --------------------------------------------------------------
 
     def _shape(
-        self, exc: BaseException, fn: Callable[..., Any] | None = None,
+        self,
+        exc: BaseException,
+        fn: Callable[..., Any] | None = None,
         calls: Sequence[tuple[Any, ...]] = (),
     ) -> BaseException:
         if isinstance(exc, (WorkerLost, UnpicklableError)):
             return exc
         if isinstance(exc, cf.BrokenExecutor):
-            lost = WorkerLost(f"a worker of backend {self.backend!r} died while running this "
-                              f"task: {type(exc).__name__}: {exc}")
+            lost = WorkerLost(
+                f"a worker of backend {self.backend!r} died while running this "
+                f"task: {type(exc).__name__}: {exc}"
+            )
             lost.__cause__ = exc
             return lost
         if self._crossing and _is_pickling_error(exc):
@@ -313,8 +317,14 @@ class Executor(cf.Executor):
                 f"argument buffersize={buffersize!r}: must be a positive int, 'auto' or None"
             )
         return iter_map(
-            self, fn, iterables, timeout=timeout, chunksize=_check_chunksize(chunksize),
-            ordered=ordered, buffersize=window, progress=progress,
+            self,
+            fn,
+            iterables,
+            timeout=timeout,
+            chunksize=_check_chunksize(chunksize),
+            ordered=ordered,
+            buffersize=window,
+            progress=progress,
         )
 
 

@@ -132,7 +132,9 @@ class Measurement:
         return cls(**fields)
 
 
-def _run(ex: Executor, fn: Callable[..., Any], inputs: Sequence[Any], chunksize: Any) -> tuple[float, list[Any]]:
+def _run(
+    ex: Executor, fn: Callable[..., Any], inputs: Sequence[Any], chunksize: Any
+) -> tuple[float, list[Any]]:
     start = time.perf_counter()
     out = list(ex.map(fn, inputs, chunksize=chunksize))
     return time.perf_counter() - start, out
@@ -159,7 +161,8 @@ def time_serial(
     """Ts: ``repeat`` timed runs through the ``serial`` backend, and the results."""
     with Executor("serial") as ex:
         _run(ex, fn, inputs[: max(1, min(len(inputs), 4))], chunksize)  # warm caches
-        times, out = [], []
+        times: list[float] = []
+        out: list[Any] = []
         for _ in range(repeat):
             t, out = _run(ex, fn, inputs, chunksize)
             times.append(t)
@@ -187,8 +190,10 @@ def measure(
     inputs = list(inputs)
     if repeat < 1:
         raise ValueError(f"repeat must be at least 1, got {repeat}")
-    ts_times, expected = serial if serial is not None else time_serial(
-        fn, inputs, repeat=repeat, chunksize=chunksize
+    ts_times, expected = (
+        serial
+        if serial is not None
+        else time_serial(fn, inputs, repeat=repeat, chunksize=chunksize)
     )
     start = time.perf_counter()
     ex = Executor(backend, workers, **dict(options or {}))
@@ -196,7 +201,8 @@ def measure(
         ex.start()
         startup = time.perf_counter() - start
         _run(ex, fn, inputs[: max(1, min(len(inputs), 2 * workers))], chunksize)  # warm-up
-        tp_times, got = [], []
+        tp_times: list[float] = []
+        got: list[Any] = []
         for _ in range(repeat):
             t, got = _run(ex, fn, inputs, chunksize)
             tp_times.append(t)
@@ -206,7 +212,7 @@ def measure(
     return Measurement(
         backend=ex.backend,
         workers=ex.workers,
-        workload=workload or getattr(fn, "__name__", repr(fn)),
+        workload=workload or str(getattr(fn, "__name__", repr(fn))),
         tasks=len(inputs),
         serial_times=ts_times,
         parallel_times=tp_times,

@@ -159,13 +159,15 @@ def backends() -> list[BackendInfo]:
         loaded = _REGISTRY.load(name)
         if isinstance(loaded, BaseException):
             out.append(
-                BackendInfo(name, dist, version, ep.value, False,
-                            f"{type(loaded).__name__}: {loaded}")
+                BackendInfo(
+                    name, dist, version, ep.value, False, f"{type(loaded).__name__}: {loaded}"
+                )
             )
         else:
             out.append(
-                BackendInfo(name, dist, version, ep.value, True, None, loaded.crosses,
-                            loaded.describe())
+                BackendInfo(
+                    name, dist, version, ep.value, True, None, loaded.crosses, loaded.describe()
+                )
             )
     return out
 
@@ -188,7 +190,9 @@ def get(name: str) -> Backend:
         hint = f" Did you mean {close[0]!r}?" if close else ""
         missing = [f"{k}: {v}" for k, v in sorted(KNOWN.items()) if k not in eps]
         more = f" Not installed but available: {'; '.join(missing)}." if missing else ""
-        raise BackendNotFound(f"unknown backend {name!r}. Installed backends: {installed}.{hint}{more}")
+        raise BackendNotFound(
+            f"unknown backend {name!r}. Installed backends: {installed}.{hint}{more}"
+        )
     loaded = _REGISTRY.load(name)
     if isinstance(loaded, BaseException):
         dist, version = _dist_of(eps[name])

@@ -108,8 +108,7 @@ def get_workload(spec: str, inputs: str | None = None) -> Workload:
         return WORKLOADS[spec]
     if ":" not in spec:
         raise ConfigError(
-            f"unknown workload {spec!r}; choose from {', '.join(WORKLOADS)} or give "
-            f"module:function"
+            f"unknown workload {spec!r}; choose from {', '.join(WORKLOADS)} or give module:function"
         )
     module, _, name = spec.partition(":")
     try:

@@ -39,7 +39,9 @@ class PortalExecutor(cf.Executor):
     async def _make_limiter(workers: int) -> anyio.CapacityLimiter:
         return anyio.CapacityLimiter(workers)
 
-    async def _run(self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    async def _run(
+        self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Any:
         if isinstance(fn, (Call, Chunk)):
             return await fn.run_async(self._limiter)
         if _is_async(fn):
@@ -74,9 +76,7 @@ class PortalExecutor(cf.Executor):
         if wait:
             self._cm.__exit__(None, None, None)
         else:
-            threading.Thread(
-                target=self._cm.__exit__, args=(None, None, None), daemon=True
-            ).start()
+            threading.Thread(target=self._cm.__exit__, args=(None, None, None), daemon=True).start()
 
 
 class AsyncioBackend(Backend):
@@ -85,7 +85,8 @@ class AsyncioBackend(Backend):
     crosses = "threads"
     options = {
         "anyio_backend": Option(
-            str, "Event loop: 'asyncio' (default) or 'trio' (needs trio installed).",
+            str,
+            "Event loop: 'asyncio' (default) or 'trio' (needs trio installed).",
             choices=("asyncio", "trio"),
         ),
     }

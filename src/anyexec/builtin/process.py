@@ -27,7 +27,8 @@ class ProcessBackend(Backend):
     crosses = "processes"
     options = {
         "mp_context": Option(
-            str, "Start method: 'forkserver' (default on Linux), 'spawn' or 'fork'.",
+            str,
+            "Start method: 'forkserver' (default on Linux), 'spawn' or 'fork'.",
             choices=("forkserver", "spawn", "fork"),
         ),
         "max_tasks_per_child": Option(

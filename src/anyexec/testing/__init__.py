@@ -37,16 +37,25 @@ _SUITE = str(Path(__file__).with_name("conformance.py"))
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("anyexec", "anyexec conformance suite")
     group.addoption(
-        "--anyexec-backend", action="append", default=[], metavar="NAME",
+        "--anyexec-backend",
+        action="append",
+        default=[],
+        metavar="NAME",
         help="run the anyexec conformance suite against backend NAME (repeatable; 'all' "
-             "means every installed backend)",
+        "means every installed backend)",
     )
     group.addoption(
-        "--anyexec-option", action="append", default=[], metavar="KEY=VALUE",
+        "--anyexec-option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
         help="an option for the backend under test (repeatable)",
     )
     group.addoption(
-        "--anyexec-workers", type=int, default=2, metavar="N",
+        "--anyexec-workers",
+        type=int,
+        default=2,
+        metavar="N",
         help="workers of the executor under test (default 2)",
     )
 

@@ -121,7 +121,9 @@ class MapChecks(Fixtures):
     def check(self, executor: Executor, serial: Executor, fn: Any, *its: Any, **kw: Any) -> None:
         got = list(executor.map(fn, *its, **kw))
         want = list(serial.map(fn, *its, **kw))
-        assert got == want, f"{executor.backend}: map results differ from serial: {_diff(want, got)}"
+        assert got == want, (
+            f"{executor.backend}: map results differ from serial: {_diff(want, got)}"
+        )
 
     def test_map_ordered(self, executor: Executor, serial: Executor) -> None:
         self.check(executor, serial, tasks.square, range(200))
@@ -138,7 +140,9 @@ class MapChecks(Fixtures):
 
     def test_map_generator(self, executor: Executor, serial: Executor) -> None:
         got = list(executor.map(tasks.square, (x for x in range(100))))
-        assert got == [x * x for x in range(100)], f"{executor.backend}: {_diff([x * x for x in range(100)], got)}"
+        assert got == [x * x for x in range(100)], (
+            f"{executor.backend}: {_diff([x * x for x in range(100)], got)}"
+        )
 
     def test_map_infinite_generator_read_partially(self, executor: Executor) -> None:
         it = executor.map(tasks.square, itertools.count())
@@ -156,7 +160,9 @@ class MapChecks(Fixtures):
         self.check(executor, serial, tasks.return_none, range(100))
 
     @pytest.mark.parametrize("chunksize", [1, 3, 64])
-    def test_map_fixed_chunksize(self, executor: Executor, serial: Executor, chunksize: int) -> None:
+    def test_map_fixed_chunksize(
+        self, executor: Executor, serial: Executor, chunksize: int
+    ) -> None:
         self.check(executor, serial, tasks.square, range(100), chunksize=chunksize)
 
     def test_map_large_numpy_arrays(self, executor: Executor) -> None:
@@ -219,8 +225,10 @@ class ErrorChecks(Fixtures):
         assert raised, f"{executor.backend}: a failing task raised nothing; results were {got}"
 
     def test_function_name_in_traceback(self, executor: Executor) -> None:
-        for attempt in (lambda: list(executor.map(tasks.fail_on, [3])),
-                        lambda: executor.submit(tasks.fail_on, 3).result(timeout=WAIT)):
+        for attempt in (
+            lambda: list(executor.map(tasks.fail_on, [3])),
+            lambda: executor.submit(tasks.fail_on, 3).result(timeout=WAIT),
+        ):
             try:
                 attempt()
             except tasks.TaskError as exc:
@@ -335,10 +343,16 @@ class CleanupChecks(Fixtures):
     def test_no_leftovers_after_shutdown(self, make_executor: Any) -> None:
         before = _children()
         self.cycle(make_executor)
-        _settle(lambda: all(any(h in c for h in HELPERS) for p, c in _children().items()
-                            if p not in before))
-        leaked = {p: c for p, c in _children().items()
-                  if p not in before and not any(h in c for h in HELPERS)}
+        _settle(
+            lambda: all(
+                any(h in c for h in HELPERS) for p, c in _children().items() if p not in before
+            )
+        )
+        leaked = {
+            p: c
+            for p, c in _children().items()
+            if p not in before and not any(h in c for h in HELPERS)
+        }
         assert not leaked, f"worker processes left after shutdown: {leaked}"
         after_one = set(_children())
         threads_one = threading.active_count()
@@ -360,8 +374,15 @@ class SpeedupChecks(Fixtures):
     ) -> None:
         from anyexec.measure import measure
 
-        m = measure(tasks.sleep_for, list(range(16)), backend=anyexec_backend, workers=4,
-                    repeat=2, chunksize=1, options=anyexec_options)
+        m = measure(
+            tasks.sleep_for,
+            list(range(16)),
+            backend=anyexec_backend,
+            workers=4,
+            repeat=2,
+            chunksize=1,
+            options=anyexec_options,
+        )
         assert m.results_match, m.mismatch
         assert m.speedup == pytest.approx(m.ts / m.tp)
         assert m.efficiency == pytest.approx(m.speedup / m.workers)
@@ -373,7 +394,12 @@ class SpeedupChecks(Fixtures):
 
 
 class ConformanceSuite(
-    MapChecks, SubmitChecks, ErrorChecks, LifecycleChecks, NestingChecks, CleanupChecks,
+    MapChecks,
+    SubmitChecks,
+    ErrorChecks,
+    LifecycleChecks,
+    NestingChecks,
+    CleanupChecks,
     SpeedupChecks,
 ):
     """Every section. Subclass it once (its name starting with ``Test``) to run them all."""

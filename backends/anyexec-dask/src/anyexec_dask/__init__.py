@@ -38,7 +38,7 @@ def _run(call: Callable[[], Any]) -> Any:
 class _DaskFuture(cf.Future):  # type: ignore[type-arg]
     """A standard future mirroring one dask future; ``cancel`` cancels the dask task."""
 
-    def __init__(self, owner: DaskExecutor, inner: distributed.Future) -> None:
+    def __init__(self, owner: DaskExecutor, inner: distributed.Future[Any]) -> None:
         super().__init__()
         self._owner = owner
         self._inner = inner
@@ -57,7 +57,7 @@ class DaskExecutor(cf.Executor):
 
     def __init__(self, workers: int, options: dict[str, Any]) -> None:
         self._lock = threading.Lock()
-        self._pending: dict[distributed.Future, _DaskFuture] = {}
+        self._pending: dict[distributed.Future[Any], _DaskFuture] = {}
         self._closed = False
         self.cluster: distributed.LocalCluster | None = None
         timeout = options.get("connect_timeout", 10)
@@ -68,8 +68,11 @@ class DaskExecutor(cf.Executor):
             where = address or f"the scheduler file {scheduler_file}"
             try:
                 self.client = distributed.Client(
-                    address, scheduler_file=scheduler_file, timeout=timeout,
-                    security=security, set_as_default=False,
+                    address,
+                    scheduler_file=scheduler_file,
+                    timeout=timeout,
+                    security=security,
+                    set_as_default=False,
                 )
             except (OSError, TimeoutError, ValueError) as exc:
                 raise SchedulerUnreachable(
@@ -77,7 +80,7 @@ class DaskExecutor(cf.Executor):
                     f"{timeout} s (option connect_timeout): {exc}. Check that `dask scheduler` "
                     f"runs there, or leave address unset to start an embedded cluster"
                 ) from None
-            self.address = self.client.scheduler.address
+            self.address = str(address or self.client.scheduler_info().get("address", ""))
         else:
             with dask.config.set({"distributed.scheduler.worker-saturation": float("inf")}):
                 self.cluster = distributed.LocalCluster(
@@ -98,14 +101,14 @@ class DaskExecutor(cf.Executor):
 
     # -- futures ------------------------------------------------------------------------
 
-    def _wrap(self, inner: distributed.Future) -> _DaskFuture:
+    def _wrap(self, inner: distributed.Future[Any]) -> _DaskFuture:
         outer = _DaskFuture(self, inner)
         with self._lock:
             self._pending[inner] = outer  # keeps the dask future, hence the task, alive
         inner.add_done_callback(self._copy)
         return outer
 
-    def _copy(self, inner: distributed.Future) -> None:
+    def _copy(self, inner: distributed.Future[Any]) -> None:
         with self._lock:
             outer = self._pending.pop(inner, None)
         if outer is None or outer.done():
@@ -118,10 +121,12 @@ class DaskExecutor(cf.Executor):
                 if outer._asked_to_cancel or self._closed:
                     outer.cancel()
                 else:
-                    outer.set_exception(SchedulerLost(
-                        f"backend 'dask': the task was lost with the connection to the "
-                        f"scheduler at {self.address}"
-                    ))
+                    outer.set_exception(
+                        SchedulerLost(
+                            f"backend 'dask': the task was lost with the connection to the "
+                            f"scheduler at {self.address}"
+                        )
+                    )
             else:
                 exc = inner.exception()
                 if isinstance(exc, distributed.KilledWorker):

@@ -37,7 +37,7 @@ class LokyExecutor(cf.Executor):
         pool = self._pool
         if pool._flags.broken or pool._flags.shutdown:  # a worker died: loky gives a new pool
             pool = self._pool = get_reusable_executor(**self._params)
-        fut = pool.submit(fn, *args, **kwargs)
+        fut: cf.Future[Any] = pool.submit(fn, *args, **kwargs)
         with self._lock:
             self._pending.add(fut)
         fut.add_done_callback(self._forget)
