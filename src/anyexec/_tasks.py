@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import inspect
 import pickle
+import sys
 import time
 import traceback
 from collections.abc import Callable, Sequence
@@ -81,6 +82,37 @@ def _is_async(fn: Callable[..., Any]) -> bool:
     return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(call)
 
 
+def _loop_running_here() -> bool:
+    import asyncio
+
+    try:
+        asyncio.get_running_loop()
+        return True
+    except RuntimeError:
+        pass
+    trio = sys.modules.get("trio")
+    if trio is not None:
+        try:
+            trio.lowlevel.current_trio_token()
+            return True
+        except RuntimeError:
+            pass
+    return False
+
+
+def run_async(afn: Callable[..., Any], *args: Any) -> Any:
+    """Run a coroutine function to completion from synchronous code. Where an event loop
+    already runs in this thread (``serial`` called from async code), use a fresh thread."""
+    import anyio
+
+    if not _loop_running_here():
+        return anyio.run(afn, *args)
+    import concurrent.futures as cf
+
+    with cf.ThreadPoolExecutor(1, thread_name_prefix="anyexec-serial-async") as one:
+        return one.submit(anyio.run, afn, *args).result()
+
+
 class Call:
     """One ``submit``: ``fn(*args, **kwargs)`` run as a worker task."""
 
@@ -96,9 +128,7 @@ class Call:
         using = _context.USING.set(())
         try:
             if _is_async(self.fn):
-                import anyio
-
-                return anyio.run(self._await)
+                return run_async(self._await)
             return self.fn(*self.args, **self.kwargs)
         except Exception as exc:
             if self.crossing:
@@ -147,9 +177,7 @@ class Chunk:
         start = time.perf_counter()
         try:
             if _is_async(self.fn):
-                import anyio
-
-                return anyio.run(self._gather, None)
+                return run_async(self._gather, None)
             fn, crossing = self.fn, self.crossing
             out: list[Any] = []
             append = out.append

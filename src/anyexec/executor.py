@@ -13,7 +13,7 @@ import concurrent.futures as cf
 import pickle
 import threading
 import weakref
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
 from types import TracebackType
 from typing import Any, TypeVar
 
@@ -21,7 +21,7 @@ from anyexec import config
 from anyexec._tasks import Call, Chunk, ChunkResult
 from anyexec.contract import Backend
 from anyexec.errors import ConfigError, UnpicklableError, WorkerLost
-from anyexec.mapping import iter_map
+from anyexec.mapping import aiter_map, iter_map
 
 __all__ = ["Executor"]
 
@@ -304,6 +304,52 @@ class Executor(cf.Executor):
         A task's exception is raised when its result is reached; closing or dropping the
         iterator cancels work not yet started.
         """
+        return iter_map(
+            self,
+            fn,
+            iterables,
+            **self._map_args(iterables, timeout, chunksize, ordered, buffersize, progress),
+        )
+
+    def amap(
+        self,
+        fn: Callable[..., T],
+        *iterables: Iterable[Any],
+        timeout: float | None = None,
+        chunksize: int | str = "auto",
+        ordered: bool = True,
+        buffersize: int | str | None = "auto",
+        progress: bool | str | dict[str, Any] = False,
+    ) -> AsyncIterator[T]:
+        """``async for r in ex.amap(...)``: :meth:`map` for asyncio and trio code.
+
+        Same arguments and semantics; waiting never blocks the event loop, and cancelling
+        the iterating task (or closing the iterator) cancels the chunks not yet started.
+        """
+        return aiter_map(
+            self,
+            fn,
+            iterables,
+            **self._map_args(iterables, timeout, chunksize, ordered, buffersize, progress),
+        )
+
+    async def asubmit(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
+        """``await ex.asubmit(fn, ...)``: :meth:`submit` awaited from asyncio or trio.
+        Cancelling the awaiting task cancels the call if it has not started."""
+        from anyexec._aio import await_future
+
+        result: T = await await_future(self.submit(fn, *args, **kwargs))
+        return result
+
+    def _map_args(
+        self,
+        iterables: Sequence[Iterable[Any]],
+        timeout: float | None,
+        chunksize: Any,
+        ordered: bool,
+        buffersize: Any,
+        progress: Any,
+    ) -> dict[str, Any]:
         if not iterables:
             raise TypeError("map() needs at least one iterable")
         if buffersize == "auto":
@@ -316,16 +362,15 @@ class Executor(cf.Executor):
             raise ConfigError(
                 f"argument buffersize={buffersize!r}: must be a positive int, 'auto' or None"
             )
-        return iter_map(
-            self,
-            fn,
-            iterables,
-            timeout=timeout,
-            chunksize=_check_chunksize(chunksize),
-            ordered=ordered,
-            buffersize=window,
-            progress=progress,
-        )
+        if timeout is not None and (not isinstance(timeout, (int, float)) or timeout < 0):
+            raise ConfigError(f"argument timeout={timeout!r}: must be a number of seconds >= 0")
+        return {
+            "timeout": timeout,
+            "chunksize": _check_chunksize(chunksize),
+            "ordered": bool(ordered),
+            "buffersize": window,
+            "progress": progress,
+        }
 
 
 def _is_pickling_error(exc: BaseException) -> bool:

@@ -17,12 +17,12 @@ import queue
 import time
 import weakref
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
 from typing import Any, Protocol
 
 from anyexec._tasks import Chunk, ChunkResult, Failure
 
-__all__ = ["ChunkSizer", "Engine", "iter_map"]
+__all__ = ["ChunkSizer", "Engine", "MapRun", "aiter_map", "iter_map"]
 
 #: Largest adaptive chunk: bounds memory when the input length is unknown.
 MAX_CHUNK = 8192
@@ -109,6 +109,132 @@ def _length(iterables: Sequence[Iterable[Any]]) -> int | None:
     return min(lengths)
 
 
+class MapRun:
+    """The state of one ``map``: what is in flight, what comes next, and the deadline.
+
+    Both the blocking iterator (:func:`iter_map`) and the async one
+    (:func:`aiter_map`) drive it; only how they wait for a chunk differs.
+    """
+
+    def __init__(
+        self,
+        engine: Engine,
+        fn: Callable[..., Any],
+        iterables: Sequence[Iterable[Any]],
+        *,
+        timeout: float | None,
+        chunksize: int | None,
+        ordered: bool,
+        buffersize: int | None,
+        progress: Any = None,
+    ) -> None:
+        self.engine = engine
+        self.fn = fn
+        self.ordered = ordered
+        self.end = None if timeout is None else time.monotonic() + timeout
+        self.items: Iterator[tuple[Any, ...]] = zip(*iterables)
+        total = _length(iterables)
+        if buffersize is None:  # the standard library's behaviour: submit everything now
+            listed = list(self.items)
+            total = len(listed)
+            self.items = iter(listed)
+            if chunksize is None:
+                chunksize = max(1, math.ceil(total / (4 * engine.workers)))
+        self.sizer = ChunkSizer(chunksize, engine.workers, engine._target_chunk_seconds, total)
+        self.crossing = engine._crossing
+        # A backend that runs tasks inside submit() (serial) cannot be interrupted; it still
+        # honours the deadline: a result asked for after it raises TimeoutError.
+        self.late_check = engine._in_caller and self.end is not None
+        self.window = buffersize
+        # Ordered: a FIFO of (future, chunk). Unordered: a dict plus a completion queue.
+        self.fifo: deque[tuple[cf.Future[ChunkResult], Chunk]] = deque()
+        self.live: dict[cf.Future[ChunkResult], Chunk] = {}
+        self.done: queue.SimpleQueue[cf.Future[ChunkResult]] = queue.SimpleQueue()
+        self.exhausted = False
+        self.bar = _progress_bar(progress, total)
+
+    def active(self) -> bool:
+        return bool(self.fifo or self.live)
+
+    def remaining(self) -> float | None:
+        """Seconds left before the deadline (None: no deadline); raises once it passed."""
+        if self.end is None:
+            return None
+        left = self.end - time.monotonic()
+        if self.late_check and left < 0:
+            raise cf.TimeoutError()
+        return max(0.0, left)
+
+    def refill(self) -> None:
+        in_flight = len(self.fifo) if self.ordered else len(self.live)
+        room = (self.window - in_flight) if self.window is not None else math.inf
+        batch: list[Chunk] = []
+        while room > 0 and not self.exhausted:
+            part = list(itertools.islice(self.items, self.sizer.next_size()))
+            if not part:
+                self.exhausted = True
+                break
+            batch.append(Chunk(self.fn, part, self.crossing))
+            room -= 1
+        if not batch:
+            return
+        futures = self.engine._submit_chunks(batch)
+        for fut, chunk in zip(futures, batch):
+            if self.ordered:
+                self.fifo.append((fut, chunk))
+            else:
+                self.live[fut] = chunk
+                fut.add_done_callback(self.done.put)
+
+    def candidates(self) -> list[cf.Future[ChunkResult]]:
+        """The futures whose completion lets the map go on."""
+        if self.ordered:
+            return [self.fifo[0][0]]
+        return list(self.live)
+
+    def wait_next(self) -> tuple[cf.Future[ChunkResult], Chunk]:
+        """Block until the next chunk to deliver is done (or the deadline passes)."""
+        if self.ordered:
+            fut, chunk = self.fifo[0]
+            try:
+                fut.result(timeout=self.remaining())
+            except cf.TimeoutError:
+                if not fut.done():
+                    raise
+            except Exception:
+                pass  # a failed or cancelled chunk: take() raises it, shaped
+            return fut, chunk
+        try:
+            fut = self.done.get(timeout=self.remaining())
+        except queue.Empty:
+            raise cf.TimeoutError() from None
+        return fut, self.live[fut]
+
+    def take(self, fut: cf.Future[ChunkResult], chunk: Chunk) -> ChunkResult:
+        """Account for a finished chunk, refill, and return its outcomes."""
+        if self.ordered:
+            self.fifo.popleft()
+        else:
+            self.live.pop(fut, None)
+        try:
+            result = fut.result(timeout=0)
+        except (cf.TimeoutError, cf.CancelledError):
+            raise
+        except BaseException as exc:
+            raise self.engine._chunk_error(exc, chunk) from exc
+        self.sizer.observe(len(chunk), result[1])
+        self.refill()
+        if self.bar is not None:
+            self.bar.update(len(chunk))
+        return result
+
+    def cancel(self) -> None:
+        _cancel_pending(self.fifo, self.live)
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
 def _cancel_pending(
     fifo: deque[tuple[cf.Future[Any], Chunk]], live: dict[cf.Future[Any], Chunk]
 ) -> None:
@@ -116,118 +242,74 @@ def _cancel_pending(
         fut.cancel()
 
 
+def _outcomes(result: ChunkResult) -> Iterator[Any]:
+    outcomes, _, failed = result
+    if not failed:
+        yield from outcomes
+        return
+    for outcome in outcomes:
+        if type(outcome) is Failure:
+            outcome.reraise()
+        yield outcome
+
+
 def iter_map(
-    engine: Engine,
-    fn: Callable[..., Any],
-    iterables: Sequence[Iterable[Any]],
-    *,
-    timeout: float | None,
-    chunksize: int | None,
-    ordered: bool,
-    buffersize: int | None,
-    progress: Any = None,
+    engine: Engine, fn: Callable[..., Any], iterables: Sequence[Iterable[Any]], **kwargs: Any
 ) -> Iterator[Any]:
-    """Submit the first chunks now and return an iterator over the results.
+    """Submit the first chunks now and return a blocking iterator over the results.
 
     Chunks are submitted before the first result is asked for (as the standard library
     does), so work starts at once. Closing or dropping the iterator cancels every chunk
     not yet started.
     """
-    end = None if timeout is None else time.monotonic() + timeout
-    items: Iterator[tuple[Any, ...]] = zip(*iterables)
-    total = _length(iterables)
-    if buffersize is None:  # the standard library's behaviour: submit everything now
-        listed = list(items)
-        total = len(listed)
-        items = iter(listed)
-        if chunksize is None:
-            chunksize = max(1, math.ceil(total / (4 * engine.workers)))
-    sizer = ChunkSizer(chunksize, engine.workers, engine._target_chunk_seconds, total)
-    crossing = engine._crossing
-    # A backend that runs tasks inside submit() (serial) cannot be interrupted; it still
-    # honours the deadline: a result asked for after it raises TimeoutError.
-    late_check = engine._in_caller and end is not None
-    window = buffersize
-    # Ordered: a FIFO of (future, chunk). Unordered: a dict plus a completion queue.
-    fifo: deque[tuple[cf.Future[ChunkResult], Chunk]] = deque()
-    live: dict[cf.Future[ChunkResult], Chunk] = {}
-    done: queue.SimpleQueue[cf.Future[ChunkResult]] = queue.SimpleQueue()
-    exhausted = False
-
-    def refill() -> None:
-        nonlocal exhausted
-        in_flight = len(fifo) if ordered else len(live)
-        room = (window - in_flight) if window is not None else math.inf
-        batch: list[Chunk] = []
-        while room > 0 and not exhausted:
-            part = list(itertools.islice(items, sizer.next_size()))
-            if not part:
-                exhausted = True
-                break
-            batch.append(Chunk(fn, part, crossing))
-            room -= 1
-        if not batch:
-            return
-        futures = engine._submit_chunks(batch)
-        for fut, chunk in zip(futures, batch):
-            if ordered:
-                fifo.append((fut, chunk))
-            else:
-                live[fut] = chunk
-                fut.add_done_callback(done.put)
-
-    def wait_result(fut: cf.Future[ChunkResult], chunk: Chunk) -> ChunkResult:
-        try:
-            if end is None:
-                return fut.result()
-            return fut.result(timeout=max(0.0, end - time.monotonic()))
-        except cf.TimeoutError:
-            raise
-        except cf.CancelledError:
-            raise
-        except BaseException as exc:
-            raise engine._chunk_error(exc, chunk) from exc
-
-    def next_done() -> tuple[cf.Future[ChunkResult], Chunk]:
-        if ordered:
-            return fifo[0]  # popped once its result is in, so a timeout still cancels it
-        try:
-            fut = done.get(timeout=None if end is None else max(0.0, end - time.monotonic()))
-        except queue.Empty:
-            raise cf.TimeoutError() from None
-        return fut, live.pop(fut)
+    run = MapRun(engine, fn, iterables, **kwargs)
 
     def results() -> Iterator[Any]:
         try:
-            while fifo or live:
-                if late_check and time.monotonic() > end:  # type: ignore[operator]
-                    raise cf.TimeoutError()
-                fut, chunk = next_done()
-                outcomes, seconds, failed = wait_result(fut, chunk)
-                if ordered:
-                    fifo.popleft()
-                sizer.observe(len(chunk), seconds)
-                refill()
-                if bar is not None:
-                    bar.update(len(chunk))
-                if not failed:
-                    yield from outcomes
-                    continue
-                for outcome in outcomes:
-                    if type(outcome) is Failure:
-                        outcome.reraise()
-                    yield outcome
+            while run.active():
+                run.remaining()
+                yield from _outcomes(run.take(*run.wait_next()))
         finally:
-            _cancel_pending(fifo, live)
-            if bar is not None:
-                bar.close()
+            run.cancel()
 
-    bar = _progress_bar(progress, total)
-    refill()
+    run.refill()
     gen = results()
     # A generator that is dropped before it starts never runs its finally: cancel then too.
-    weakref.finalize(gen, _cancel_pending, fifo, live)
+    weakref.finalize(gen, _cancel_pending, run.fifo, run.live)
     return gen
+
+
+async def aiter_map(
+    engine: Engine, fn: Callable[..., Any], iterables: Sequence[Iterable[Any]], **kwargs: Any
+) -> AsyncIterator[Any]:
+    """The async form of :func:`iter_map`: awaits chunks without blocking the event loop.
+
+    Cancelling the task that iterates (or closing the iterator) cancels pending chunks.
+    """
+    import anyio
+
+    from anyexec._aio import await_first
+
+    run = MapRun(engine, fn, iterables, **kwargs)
+    try:
+        run.refill()
+        while run.active():
+            left = run.remaining()
+            with anyio.fail_after(left) if left is not None else _no_deadline():
+                fut = await await_first(run.candidates())
+            chunk = run.fifo[0][1] if run.ordered else run.live[fut]
+            for value in _outcomes(run.take(fut, chunk)):
+                yield value
+    finally:
+        run.cancel()
+
+
+class _no_deadline:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        return None
 
 
 def _progress_bar(progress: Any, total: int | None) -> Any:
