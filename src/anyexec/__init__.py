@@ -12,6 +12,7 @@ by changing the code that calls ``map``.
 from __future__ import annotations
 
 from anyexec._current import current, map, submit, using
+from anyexec._shared import shared_array
 from anyexec.contract import Backend, Option
 from anyexec.errors import (
     AnyexecError,
@@ -43,6 +44,7 @@ __all__ = [
     "backends",
     "current",
     "map",
+    "shared_array",
     "submit",
     "using",
 ]

@@ -161,12 +161,14 @@ class Chunk:
     stored at its position, so the caller sees it exactly when it reaches that result.
     """
 
-    __slots__ = ("crossing", "fn", "items")
+    __slots__ = ("crossing", "fn", "items", "shared")
 
     def __init__(
         self, fn: Callable[..., Any], items: Sequence[tuple[Any, ...]], crossing: bool
     ) -> None:
         self.fn, self.items, self.crossing = fn, items, crossing
+        #: Some items hold SharedArray handles (set by the parent, see anyexec._shared).
+        self.shared = False
 
     def __len__(self) -> int:
         return len(self.items)
@@ -177,12 +179,18 @@ class Chunk:
         start = time.perf_counter()
         try:
             if _is_async(self.fn):
-                return run_async(self._gather, None)
+                result: ChunkResult = run_async(self._gather, None)
+                return result
             fn, crossing = self.fn, self.crossing
             out: list[Any] = []
             append = out.append
             failed = False
-            for args in self.items:
+            items = self.items
+            if self.shared:
+                from anyexec._shared import unshare
+
+                items = unshare(items)
+            for args in items:
                 try:
                     append(fn(*args))
                 except Exception as exc:
@@ -199,6 +207,11 @@ class Chunk:
 
         start = time.perf_counter()
         out: list[Any] = [None] * len(self.items)
+        items = self.items
+        if self.shared:
+            from anyexec._shared import unshare
+
+            items = unshare(items)
         failed = False
         fn, crossing = self.fn, self.crossing
 
@@ -215,7 +228,7 @@ class Chunk:
                 failed = True
 
         async with anyio.create_task_group() as tg:
-            for i, args in enumerate(self.items):
+            for i, args in enumerate(items):
                 tg.start_soon(one, i, args)
         return out, time.perf_counter() - start, failed
 

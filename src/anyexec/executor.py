@@ -10,7 +10,9 @@ sent to a worker is :class:`~anyexec.errors.UnpicklableError`.
 from __future__ import annotations
 
 import concurrent.futures as cf
+import functools
 import pickle
+import reprlib
 import threading
 import weakref
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
@@ -18,6 +20,7 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 from anyexec import config
+from anyexec._shared import SharedStore
 from anyexec._tasks import Call, Chunk, ChunkResult
 from anyexec.contract import Backend
 from anyexec.errors import ConfigError, UnpicklableError, WorkerLost
@@ -96,13 +99,13 @@ def _pickle_culprit(fn: Callable[..., Any], calls: Iterable[tuple[Any, ...]]) ->
     try:
         pickle.dumps(fn)
     except Exception as exc:
-        return f"the function {fn!r} ({exc})"
+        return f"the function {reprlib.repr(fn)} ({exc})"
     for i, args in enumerate(calls):
         for j, arg in enumerate(args):
             try:
                 pickle.dumps(arg)
             except Exception as exc:
-                return f"argument {j} of task {i}, a {type(arg).__name__} ({exc})"
+                return f"argument {j} of task {i}, {reprlib.repr(arg)} ({exc})"
     return "the function or an argument"
 
 
@@ -138,6 +141,10 @@ class Executor(cf.Executor):
         self._crossing = settings.backend.crosses in ("processes", "cluster")
         self._target_chunk_seconds = settings.backend.target_chunk_seconds
         self._in_caller = settings.backend.crosses == "nothing"
+        # Large arrays go through shared memory to process workers on this machine; a
+        # cluster's workers may be elsewhere, and threads share memory anyway.
+        self._shares = settings.backend.crosses == "processes"
+        self._store = SharedStore()
 
     # -- what it is ---------------------------------------------------------------------
 
@@ -272,13 +279,45 @@ class Executor(cf.Executor):
             raise self._shape(exc, fn, [args]) from exc
         return _Future(fut, lambda exc: self._shape(exc, fn, [args]))
 
-    def _submit_chunks(self, chunks: Sequence[Chunk]) -> list[cf.Future[ChunkResult]]:
+    def _submit_chunks(
+        self, chunks: Sequence[Chunk], share_arrays: bool = True
+    ) -> list[cf.Future[ChunkResult]]:
         inner = self._inner()
         batch = self._settings.backend.submit_batch
+        uses = self._share(chunks) if share_arrays and self._shares else None
         try:
-            return batch(inner, chunks)
-        except cf.BrokenExecutor:
-            return batch(self._replace_broken(inner), chunks)
+            try:
+                futures = batch(inner, chunks)
+            except cf.BrokenExecutor:
+                futures = batch(self._replace_broken(inner), chunks)
+        except BaseException:
+            if uses:
+                for keys in uses:
+                    self._store.release(keys)
+            raise
+        if uses:
+            for fut, keys in zip(futures, uses):
+                if keys:
+                    # Done in any way (result, error, cancel, dead worker): free the files.
+                    fut.add_done_callback(functools.partial(self._release, keys))
+        return futures
+
+    def _release(self, keys: list[int], _: object) -> None:
+        self._store.release(keys)
+
+    def _share(self, chunks: Sequence[Chunk]) -> list[list[int]] | None:
+        """Put large numpy arrays of process-bound chunks in shared memory (anyexec._shared)."""
+        uses: list[list[int]] = []
+        any_shared = False
+        for chunk in chunks:
+            done = self._store.share(list(chunk.items))
+            if done is None:
+                uses.append([])
+                continue
+            chunk.items, keys = done
+            chunk.shared = any_shared = True
+            uses.append(keys)
+        return uses if any_shared else None
 
     def map(  # type: ignore[override]
         self,
@@ -289,6 +328,7 @@ class Executor(cf.Executor):
         ordered: bool = True,
         buffersize: int | str | None = "auto",
         progress: bool | str | dict[str, Any] = False,
+        share_arrays: bool = True,
     ) -> Iterator[T]:
         """``fn`` over the items of ``iterables`` (zipped, shortest wins), in parallel.
 
@@ -300,6 +340,8 @@ class Executor(cf.Executor):
           ``TimeoutError`` (as ``concurrent.futures``).
         - ``progress``: True (or a description, or tqdm keyword arguments) shows a bar
           counting tasks.
+        - ``share_arrays``: numpy arrays of 1 MiB or more reach process workers through
+          shared memory (one copy, no pickling); False pickles them instead.
 
         A task's exception is raised when its result is reached; closing or dropping the
         iterator cancels work not yet started.
@@ -309,6 +351,7 @@ class Executor(cf.Executor):
             fn,
             iterables,
             **self._map_args(iterables, timeout, chunksize, ordered, buffersize, progress),
+            share_arrays=share_arrays,
         )
 
     def amap(
@@ -320,6 +363,7 @@ class Executor(cf.Executor):
         ordered: bool = True,
         buffersize: int | str | None = "auto",
         progress: bool | str | dict[str, Any] = False,
+        share_arrays: bool = True,
     ) -> AsyncIterator[T]:
         """``async for r in ex.amap(...)``: :meth:`map` for asyncio and trio code.
 
@@ -331,6 +375,7 @@ class Executor(cf.Executor):
             fn,
             iterables,
             **self._map_args(iterables, timeout, chunksize, ordered, buffersize, progress),
+            share_arrays=share_arrays,
         )
 
     async def asubmit(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:

@@ -36,7 +36,9 @@ class Engine(Protocol):
     @property
     def workers(self) -> int: ...
 
-    def _submit_chunks(self, chunks: Sequence[Chunk]) -> list[cf.Future[ChunkResult]]: ...
+    def _submit_chunks(
+        self, chunks: Sequence[Chunk], share_arrays: bool = ...
+    ) -> list[cf.Future[ChunkResult]]: ...
 
     def _chunk_error(self, exc: BaseException, chunk: Chunk) -> BaseException: ...
 
@@ -127,8 +129,10 @@ class MapRun:
         ordered: bool,
         buffersize: int | None,
         progress: Any = None,
+        share_arrays: bool = True,
     ) -> None:
         self.engine = engine
+        self.share_arrays = share_arrays
         self.fn = fn
         self.ordered = ordered
         self.end = None if timeout is None else time.monotonic() + timeout
@@ -178,7 +182,7 @@ class MapRun:
             room -= 1
         if not batch:
             return
-        futures = self.engine._submit_chunks(batch)
+        futures = self.engine._submit_chunks(batch, self.share_arrays)
         for fut, chunk in zip(futures, batch):
             if self.ordered:
                 self.fifo.append((fut, chunk))

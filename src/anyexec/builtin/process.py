@@ -13,6 +13,8 @@ import multiprocessing
 import sys
 from typing import Any
 
+from anyexec._limits import limit_native_threads, threads_per_worker
+from anyexec.config import available_cpus
 from anyexec.contract import Backend, Option
 from anyexec.errors import ConfigError
 
@@ -43,7 +45,12 @@ class ProcessBackend(Backend):
                 f"option mp_context={method!r} is not available on this platform "
                 f"(available: {', '.join(multiprocessing.get_all_start_methods())})"
             )
-        kwargs: dict[str, Any] = {"mp_context": multiprocessing.get_context(method)}
+        kwargs: dict[str, Any] = {
+            "mp_context": multiprocessing.get_context(method),
+            # BLAS/OpenMP pools held to about cores / workers threads each (loky does too).
+            "initializer": limit_native_threads,
+            "initargs": (threads_per_worker(workers, available_cpus()),),
+        }
         if options.get("max_tasks_per_child") is not None:
             if sys.version_info < (3, 11):
                 raise ConfigError("option max_tasks_per_child needs Python 3.11 or newer")

@@ -1,0 +1,213 @@
+"""Large numpy arrays cross into process workers through shared memory, not pickles.
+
+The parent writes each array above :data:`THRESHOLD` bytes once to a file in ``/dev/shm``
+(a RAM-backed file system; the system temp folder elsewhere) and sends a small
+:class:`SharedArray` handle instead; the worker maps the file copy-on-write, so it reads the
+data in place and may even write to its view without affecting anyone. This is joblib's
+memmapping idea, done per map call: the file is removed as soon as every chunk that uses it
+has finished -- succeeded, failed, been cancelled, or lost its worker -- and the folder at
+interpreter exit, so nothing is left in ``/dev/shm``.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import shutil
+import sys
+import tempfile
+import threading
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+__all__ = ["THRESHOLD", "SharedArray", "SharedStore", "shared_array", "shared_dir"]
+
+#: Arrays at least this large (bytes) are shared rather than pickled.
+THRESHOLD = 1 << 20
+
+_dir_lock = threading.Lock()
+_dir: str | None = None
+
+
+def shared_dir() -> str:
+    """This process's folder for shared arrays (created on first use, removed at exit)."""
+    global _dir
+    with _dir_lock:
+        if _dir is None:
+            base = "/dev/shm" if os.access("/dev/shm", os.W_OK) else tempfile.gettempdir()
+            _dir = os.path.join(base, f"anyexec-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+            os.makedirs(_dir, mode=0o700)
+            atexit.register(shutil.rmtree, _dir, True)
+        return _dir
+
+
+_created_lock = threading.Lock()
+#: id -> (weak reference to an array made by shared_array(), its file)
+_created: dict[int, tuple[Any, str]] = {}
+
+
+def _forget(key: int, path: str) -> None:
+    with _created_lock:
+        _created.pop(key, None)
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
+def shared_array(shape: int | tuple[int, ...], dtype: Any = float) -> Any:
+    """A zeroed numpy array that lives in shared memory from the start.
+
+    Passed to ``map`` on a process backend it reaches the workers with no copy at all (a
+    plain array costs one copy into shared memory). Its file goes when the array does.
+    """
+    import weakref
+
+    import numpy as np
+
+    dt = np.dtype(dtype)
+    shape = (shape,) if isinstance(shape, int) else tuple(shape)
+    nbytes = max(1, int(np.prod(shape)) * dt.itemsize)
+    path = os.path.join(shared_dir(), uuid.uuid4().hex)
+    with open(path, "wb") as fh:
+        fh.truncate(nbytes)
+    arr = np.memmap(path, dtype=dt, mode="r+", shape=shape)
+    key = id(arr)
+    with _created_lock:
+        _created[key] = (weakref.ref(arr), path)
+    weakref.finalize(arr, _forget, key, path)
+    return arr
+
+
+def _own_file(arr: Any) -> str | None:
+    with _created_lock:
+        entry = _created.get(id(arr))
+    if entry is not None and entry[0]() is arr:
+        return entry[1]
+    return None
+
+
+def _write(arr: Any, path: str) -> None:
+    """The one copy: the array's bytes into a new file in shared memory."""
+    import numpy as np
+
+    data = np.ascontiguousarray(arr)
+    try:
+        view = memoryview(data).cast("B")  # type: ignore[arg-type]
+    except (TypeError, ValueError):  # dtypes the buffer protocol lacks (datetime64)
+        data.tofile(path)
+        return
+    fd = os.open(path, os.O_CREAT | os.O_WRONLY | os.O_EXCL, 0o600)
+    try:
+        done = 0
+        while done < len(view):
+            done += os.write(fd, view[done : done + (1 << 30)])
+    finally:
+        os.close(fd)
+
+
+class SharedArray:
+    """A handle a worker turns back into the array (a copy-on-write memory map)."""
+
+    __slots__ = ("dtype", "path", "shape")
+
+    def __init__(self, path: str, dtype: str, shape: tuple[int, ...]) -> None:
+        self.path, self.dtype, self.shape = path, dtype, shape
+
+    def __getstate__(self) -> tuple[str, str, tuple[int, ...]]:
+        return self.path, self.dtype, self.shape
+
+    def __setstate__(self, state: tuple[str, str, tuple[int, ...]]) -> None:
+        self.path, self.dtype, self.shape = state
+
+    def load(self) -> Any:
+        import numpy as np
+
+        return np.memmap(self.path, dtype=self.dtype, mode="c", shape=self.shape)
+
+
+def unshare(items: Sequence[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+    """In the worker: handles back to arrays."""
+    return [tuple(a.load() if type(a) is SharedArray else a for a in args) for args in items]
+
+
+class SharedStore:
+    """The parent's side: which arrays are in shared files, and how many chunks use each."""
+
+    def __init__(self, threshold: int = THRESHOLD) -> None:
+        self.threshold = threshold
+        self._lock = threading.Lock()
+        # id(array) -> [handle, users, the array itself (keeps the id from being reused)]
+        self._live: dict[int, list[Any]] = {}
+
+    def share(self, items: list[tuple[Any, ...]]) -> tuple[list[tuple[Any, ...]], list[int]] | None:
+        """Replace large arrays in ``items`` by handles; None when there are none.
+
+        Returns the new items and the keys to :meth:`release` when the chunk is done.
+        """
+        np = sys.modules.get("numpy")
+        if np is None:  # no numpy imported: there can be no arrays
+            return None
+        ndarray, limit = np.ndarray, self.threshold
+
+        def big(a: Any) -> bool:
+            return (
+                isinstance(a, ndarray)
+                and a.nbytes >= limit
+                and a.size > 0
+                and (not a.dtype.hasobject)
+            )
+
+        keys: list[int] = []
+        out: list[tuple[Any, ...]] | None = None
+        for i, args in enumerate(items):
+            if not any(big(a) for a in args):
+                continue
+            if out is None:
+                out = list(items)
+            out[i] = tuple(self._handle(a, keys) if big(a) else a for a in args)
+        return None if out is None else (out, keys)
+
+    def _handle(self, arr: Any, keys: list[int]) -> SharedArray:
+        key = id(arr)
+        with self._lock:
+            entry = self._live.get(key)
+            if entry is not None and entry[2] is arr:
+                entry[1] += 1
+                keys.append(key)
+                return entry[0]  # type: ignore[no-any-return]
+        own = _own_file(arr)
+        if own is not None:  # made by shared_array(): already in shared memory
+            arr.flush()
+            keys.append(-1)  # nothing to release: the array owns its file
+            return SharedArray(own, arr.dtype.str, tuple(arr.shape))
+        path = os.path.join(shared_dir(), uuid.uuid4().hex)
+        _write(arr, path)
+        handle = SharedArray(path, arr.dtype.str, tuple(arr.shape))
+        with self._lock:
+            self._live[key] = [handle, 1, arr]
+        keys.append(key)
+        return handle
+
+    def release(self, keys: list[int]) -> None:
+        """A chunk is done (in any way): drop its uses; remove files no chunk needs."""
+        gone = []
+        with self._lock:
+            for key in keys:
+                entry = self._live.get(key)
+                if entry is None:
+                    continue
+                entry[1] -= 1
+                if entry[1] <= 0:
+                    del self._live[key]
+                    gone.append(entry[0].path)
+        for path in gone:
+            try:
+                os.unlink(path)
+            except FileNotFoundError:
+                pass
+
+    def files(self) -> int:
+        with self._lock:
+            return len(self._live)

@@ -1,0 +1,92 @@
+"""Large numpy arrays reach process workers through shared memory, and nothing is left."""
+
+from __future__ import annotations
+
+import gc
+import os
+
+import pytest
+
+np = pytest.importorskip("numpy")
+
+import anyexec  # noqa: E402
+from anyexec import _shared  # noqa: E402
+from anyexec.testing import tasks  # noqa: E402
+
+BIG = 300_000  # float64: 2.4 MB, above the 1 MiB threshold
+
+
+def files() -> list[str]:
+    return os.listdir(_shared.shared_dir())
+
+
+def fail_on_big(a: object) -> float:
+    raise tasks.TaskError("no arrays today")
+
+
+def getenv(name: str) -> str | None:
+    return os.environ.get(name)
+
+
+def is_memmap(a: object) -> bool:
+    return isinstance(a, np.memmap)
+
+
+@pytest.fixture(params=["process", "loky"])
+def ex(request: pytest.FixtureRequest):  # type: ignore[no-untyped-def]
+    if request.param == "loky":
+        pytest.importorskip("anyexec_loky")
+    with anyexec.Executor(request.param, workers=2) as executor:
+        yield executor
+
+
+def test_arrays_travel_shared_and_files_go(ex: anyexec.Executor) -> None:
+    arrays = [np.arange(BIG, dtype=float) * i for i in range(6)]
+    assert all(ex.map(is_memmap, arrays))  # the worker saw a memory map, not a pickle
+    doubled = list(ex.map(tasks.array_double, arrays))
+    for a, d in zip(arrays, doubled):
+        np.testing.assert_array_equal(d, a * 2)
+    assert files() == []
+
+
+def test_small_arrays_and_opt_out_are_pickled(ex: anyexec.Executor) -> None:
+    assert not any(ex.map(is_memmap, [np.zeros(10)]))
+    assert not any(ex.map(is_memmap, [np.zeros(BIG)], share_arrays=False))
+
+
+def test_same_array_many_times_is_written_once(ex: anyexec.Executor) -> None:
+    a = np.ones(BIG)
+    assert list(ex.map(tasks.array_sum, [a] * 20)) == [float(BIG)] * 20
+    assert files() == []
+
+
+def test_cleanup_after_a_failing_task(ex: anyexec.Executor) -> None:
+    with pytest.raises(tasks.TaskError):
+        list(ex.map(fail_on_big, [np.ones(BIG)] * 4))
+    ex.shutdown(wait=True)
+    assert files() == []
+
+
+def test_cleanup_after_a_dead_worker(ex: anyexec.Executor) -> None:
+    with pytest.raises(anyexec.WorkerLost):
+        list(ex.map(tasks.exit_process, [np.ones(BIG)] * 3))
+    assert files() == []
+
+
+def test_shared_array_needs_no_copy() -> None:
+    a = anyexec.shared_array((BIG,))
+    a[:] = 2.0
+    with anyexec.Executor("process", workers=1) as ex:
+        assert list(ex.map(tasks.array_sum, [a, a])) == [2.0 * BIG] * 2
+    assert len(files()) == 1  # the array's own file, until the array goes
+    del a
+    gc.collect()
+    assert files() == []
+
+
+def test_process_workers_hold_blas_to_their_share_of_cpus() -> None:
+    from anyexec.config import available_cpus
+
+    with anyexec.Executor("process", workers=2) as ex:
+        got = ex.submit(getenv, "OMP_NUM_THREADS").result(timeout=60)
+    assert got == str(max(1, available_cpus() // 2))
