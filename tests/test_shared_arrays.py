@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import os
+import time
 
 import pytest
 
@@ -16,7 +17,12 @@ from anyexec.testing import tasks  # noqa: E402
 BIG = 300_000  # float64: 2.4 MB, above the 1 MiB threshold
 
 
-def files() -> list[str]:
+def files(expected: int = 0) -> list[str]:
+    """The files in the shared folder, once their count settles at ``expected`` (a chunk's
+    done callbacks may still be running for a moment after its result is read)."""
+    deadline = time.monotonic() + 10
+    while len(os.listdir(_shared.shared_dir())) != expected and time.monotonic() < deadline:
+        time.sleep(0.01)
     return os.listdir(_shared.shared_dir())
 
 
@@ -78,7 +84,7 @@ def test_shared_array_needs_no_copy() -> None:
     a[:] = 2.0
     with anyexec.Executor("process", workers=1) as ex:
         assert list(ex.map(tasks.array_sum, [a, a])) == [2.0 * BIG] * 2
-    assert len(files()) == 1  # the array's own file, until the array goes
+    assert len(files(1)) == 1  # the array's own file, until the array goes
     del a
     gc.collect()
     assert files() == []
