@@ -202,34 +202,47 @@ class Chunk:
             _context.IN_WORKER.reset(in_worker)
 
     async def _gather(self, limiter: Any) -> ChunkResult:
-        """Await every coroutine of the chunk together, in one task group."""
+        """Await the chunk's coroutines concurrently, in one task group.
+
+        With a limiter (the asyncio backend) as many runners as it has tokens each hold one
+        and await items one after another from a shared iterator: no task per item, so the
+        cost per coroutine is about one await. Without one (a worker's own event loop),
+        every item runs at once.
+        """
         import anyio
 
         start = time.perf_counter()
-        out: list[Any] = [None] * len(self.items)
         items = self.items
         if self.shared:
             from anyexec._shared import unshare
 
             items = unshare(items)
+        out: list[Any] = [None] * len(items)
         failed = False
         fn, crossing = self.fn, self.crossing
+        pending = iter(enumerate(items))
 
-        async def one(i: int, args: tuple[Any, ...]) -> None:
+        async def runner() -> None:
             nonlocal failed
-            try:
-                if limiter is None:
+            for i, args in pending:  # shared: each item is taken by exactly one runner
+                try:
                     out[i] = await fn(*args)
-                else:
-                    async with limiter:
-                        out[i] = await fn(*args)
-            except Exception as exc:
-                out[i] = Failure.capture(exc, crossing)
-                failed = True
+                except Exception as exc:
+                    out[i] = Failure.capture(exc, crossing)
+                    failed = True
 
-        async with anyio.create_task_group() as tg:
-            for i, args in enumerate(items):
-                tg.start_soon(one, i, args)
+        async def limited() -> None:
+            async with limiter:
+                await runner()
+
+        width = len(items) if limiter is None else min(len(items), int(limiter.total_tokens))
+        body = runner if limiter is None else limited
+        if width <= 1:
+            await body()
+        else:
+            async with anyio.create_task_group() as tg:
+                for _ in range(width):
+                    tg.start_soon(body)
         return out, time.perf_counter() - start, failed
 
     async def run_async(self, limiter: Any) -> ChunkResult:
