@@ -19,7 +19,6 @@ is a ratio of two figures from the same run. Sections:
 from __future__ import annotations
 
 import argparse
-import asyncio
 import concurrent.futures as cf
 import functools
 import gc
@@ -38,12 +37,12 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-import numpy as np  # noqa: E402
-import psutil  # noqa: E402
-import tasks  # noqa: E402
+import numpy as np
+import psutil
+import tasks
 
-import anyexec  # noqa: E402
-from anyexec.workloads import WORKLOADS  # noqa: E402
+import anyexec
+from anyexec.workloads import WORKLOADS
 
 P = 2
 OUT: list[str] = []
@@ -332,8 +331,8 @@ def section_thin(backends: list[str], dask: Dask | None, repeat: int) -> None:
             )
         )
     if "asyncio" in execs:
-        from anyio.from_thread import start_blocking_portal
         import anyio.to_thread
+        from anyio.from_thread import start_blocking_portal
 
         cm = start_blocking_portal()
         portal = cm.__enter__()
@@ -535,5 +534,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    asyncio.get_event_loop_policy()  # noqa: B018 - import side effects settled before workers
     main()
