@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from anyexec import _context
-from anyexec.errors import RemoteTraceback, UnpicklableError
+from anyexec.errors import RemoteTraceback, TaskTimeout, UnpicklableError
 
 __all__ = ["Call", "Chunk", "ChunkResult", "Failure"]
 
@@ -70,11 +70,36 @@ class Failure:
         tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
         return cls(_portable(exc), tb)
 
-    def reraise(self) -> None:
+    def exception(self) -> Exception:
+        """The task's exception, with the worker's traceback attached as its cause."""
         exc = self.exc
         if self.tb is not None and exc.__cause__ is None:
             exc.__cause__ = RemoteTraceback('\n"""\n' + self.tb + '"""')
-        raise exc
+        return exc
+
+    def reraise(self) -> None:
+        raise self.exception()
+
+
+def _timed(fn: Callable[..., Any], seconds: float) -> Callable[..., Any]:
+    """``fn`` stopped after ``seconds`` by a SIGALRM timer: for workers that run tasks in
+    their main thread (process pools, serial in the main thread). The task gets a
+    TaskTimeout raised where it is, and the worker lives on."""
+    import signal
+
+    def on_alarm(signum: int, frame: Any) -> None:
+        raise TaskTimeout(f"the task ran past its task_timeout of {seconds:g} s and was stopped")
+
+    def timed(*args: Any, **kwargs: Any) -> Any:
+        previous = signal.signal(signal.SIGALRM, on_alarm)
+        signal.setitimer(signal.ITIMER_REAL, seconds)
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, previous)
+
+    return timed
 
 
 def _is_async(fn: Callable[..., Any]) -> bool:
@@ -113,15 +138,36 @@ def run_async(afn: Callable[..., Any], *args: Any) -> Any:
         return one.submit(anyio.run, afn, *args).result()
 
 
+async def _await_limited(coro: Any, seconds: float | None) -> Any:
+    """Await ``coro``; past ``seconds`` it is cancelled and TaskTimeout raised."""
+    if seconds is None:
+        return await coro
+    import anyio
+
+    try:
+        with anyio.fail_after(seconds):
+            return await coro
+    except TimeoutError:
+        raise TaskTimeout(
+            f"the coroutine ran past its task_timeout of {seconds:g} s and was cancelled"
+        ) from None
+
+
 class Call:
     """One ``submit``: ``fn(*args, **kwargs)`` run as a worker task."""
 
-    __slots__ = ("args", "crossing", "fn", "kwargs")
+    __slots__ = ("args", "crossing", "fn", "kwargs", "timeout")
 
     def __init__(
-        self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], crossing: bool
+        self,
+        fn: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        crossing: bool,
+        timeout: float | None = None,
     ) -> None:
         self.fn, self.args, self.kwargs, self.crossing = fn, args, kwargs, crossing
+        self.timeout = timeout
 
     def __call__(self) -> Any:
         in_worker = _context.IN_WORKER.set(True)
@@ -129,7 +175,8 @@ class Call:
         try:
             if _is_async(self.fn):
                 return run_async(self._await)
-            return self.fn(*self.args, **self.kwargs)
+            fn = self.fn if self.timeout is None else _timed(self.fn, self.timeout)
+            return fn(*self.args, **self.kwargs)
         except Exception as exc:
             if self.crossing:
                 raise _portable(exc) from None
@@ -139,7 +186,7 @@ class Call:
             _context.IN_WORKER.reset(in_worker)
 
     async def _await(self) -> Any:
-        return await self.fn(*self.args, **self.kwargs)
+        return await _await_limited(self.fn(*self.args, **self.kwargs), self.timeout)
 
     async def run_async(self, limiter: Any) -> Any:
         """Run inside an event loop (the asyncio backend): await coroutines there, send
@@ -151,7 +198,7 @@ class Call:
         _context.IN_WORKER.set(True)
         _context.USING.set(())
         async with limiter:
-            return await self.fn(*self.args, **self.kwargs)
+            return await _await_limited(self.fn(*self.args, **self.kwargs), self.timeout)
 
 
 class Chunk:
@@ -161,12 +208,20 @@ class Chunk:
     stored at its position, so the caller sees it exactly when it reaches that result.
     """
 
-    __slots__ = ("crossing", "fn", "items", "shared")
+    __slots__ = ("crossing", "fn", "items", "original", "retries_left", "shared", "timeout")
 
     def __init__(
-        self, fn: Callable[..., Any], items: Sequence[tuple[Any, ...]], crossing: bool
+        self,
+        fn: Callable[..., Any],
+        items: Sequence[tuple[Any, ...]],
+        crossing: bool,
+        timeout: float | None = None,
     ) -> None:
-        self.fn, self.items, self.crossing = fn, items, crossing
+        self.fn, self.items, self.crossing, self.timeout = fn, items, crossing, timeout
+        #: The items as the caller gave them, before arrays were swapped for handles.
+        self.original = items
+        #: Re-runs left after losing a worker (None: the map's ``retries``); parent-side.
+        self.retries_left: int | None = None
         #: Some items hold SharedArray handles (set by the parent, see anyexec._shared).
         self.shared = False
 
@@ -182,6 +237,8 @@ class Chunk:
                 result: ChunkResult = run_async(self._gather, None)
                 return result
             fn, crossing = self.fn, self.crossing
+            if self.timeout is not None:
+                fn = _timed(fn, self.timeout)
             out: list[Any] = []
             append = out.append
             failed = False
@@ -219,14 +276,14 @@ class Chunk:
             items = unshare(items)
         out: list[Any] = [None] * len(items)
         failed = False
-        fn, crossing = self.fn, self.crossing
+        fn, crossing, timeout = self.fn, self.crossing, self.timeout
         pending = iter(enumerate(items))
 
         async def runner() -> None:
             nonlocal failed
             for i, args in pending:  # shared: each item is taken by exactly one runner
                 try:
-                    out[i] = await fn(*args)
+                    out[i] = await _await_limited(fn(*args), timeout)
                 except Exception as exc:
                     out[i] = Failure.capture(exc, crossing)
                     failed = True

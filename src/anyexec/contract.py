@@ -109,6 +109,9 @@ class Backend(abc.ABC):
     #: Per-chunk run time that adaptive chunking aims at; raise it where each submission
     #: costs more (a cluster scheduler), lower it where latency matters.
     target_chunk_seconds: ClassVar[float] = 0.02
+    #: Whether a running plain-function task can be stopped (``task_timeout``): true where
+    #: workers run tasks in a process's main thread, so a timer signal reaches them.
+    interrupts_tasks: ClassVar[bool] = False
     #: How to get this backend when it is missing, shown in error messages.
     install_hint: ClassVar[str] = ""
 

@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 
 from anyexec import config
 from anyexec._shared import SharedStore
-from anyexec._tasks import Call, Chunk, ChunkResult
+from anyexec._tasks import Call, Chunk, ChunkResult, _is_async
 from anyexec.contract import Backend
 from anyexec.errors import ConfigError, UnpicklableError, WorkerLost
 from anyexec.mapping import aiter_map, iter_map
@@ -121,10 +121,21 @@ class Executor(cf.Executor):
     ``concurrent.futures.Executor`` is accepted.
     """
 
+    _task_timeout: float | None
+    _retries: int
+
     def __init__(
-        self, backend: str | Backend | None = None, workers: int | str | None = None, **options: Any
+        self,
+        backend: str | Backend | None = None,
+        workers: int | str | None = None,
+        *,
+        task_timeout: float | None = None,
+        retries: int = 0,
+        **options: Any,
     ) -> None:
         self._init(config.resolve(backend, workers, options))
+        self._task_timeout = _check_seconds("task_timeout", task_timeout)
+        self._retries = _check_retries(retries)
 
     @classmethod
     def from_settings(cls, settings: config.Settings) -> Executor:
@@ -135,6 +146,8 @@ class Executor(cf.Executor):
 
     def _init(self, settings: config.Settings) -> None:
         self._settings = settings
+        self._task_timeout = None
+        self._retries = 0
         self._lock = threading.RLock()
         self._pool = _Pool(settings.backend)
         self._finalizer = weakref.finalize(self, self._pool.close, False, True)
@@ -269,7 +282,7 @@ class Executor(cf.Executor):
 
     def submit(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> cf.Future[T]:
         """Schedule ``fn(*args, **kwargs)``; returns a ``concurrent.futures.Future``."""
-        call = Call(fn, args, kwargs, self._crossing)
+        call = Call(fn, args, kwargs, self._crossing, self._timeout_for(fn, self._task_timeout))
         inner = self._inner()
         try:
             fut = inner.submit(call)
@@ -329,6 +342,9 @@ class Executor(cf.Executor):
         buffersize: int | str | None = "auto",
         progress: bool | str | dict[str, Any] = False,
         share_arrays: bool = True,
+        task_timeout: float | None = None,
+        retries: int | None = None,
+        return_exceptions: bool = False,
     ) -> Iterator[T]:
         """``fn`` over the items of ``iterables`` (zipped, shortest wins), in parallel.
 
@@ -342,6 +358,13 @@ class Executor(cf.Executor):
           counting tasks.
         - ``share_arrays``: numpy arrays of 1 MiB or more reach process workers through
           shared memory (one copy, no pickling); False pickles them instead.
+        - ``task_timeout``: seconds one task may run; past it that task fails with
+          ``TaskTimeout`` and the others go on (see ``docs/reliability.md`` for where a
+          running task can be stopped).
+        - ``retries``: re-run a chunk whose worker died up to this many times, alone, so a
+          task that kills its worker takes no other task with it (for idempotent work).
+        - ``return_exceptions``: yield a failed task's exception as its result instead of
+          raising it, so every task's outcome arrives.
 
         A task's exception is raised when its result is reached; closing or dropping the
         iterator cancels work not yet started.
@@ -352,6 +375,7 @@ class Executor(cf.Executor):
             iterables,
             **self._map_args(iterables, timeout, chunksize, ordered, buffersize, progress),
             share_arrays=share_arrays,
+            **self._fault_args(fn, task_timeout, retries, return_exceptions),
         )
 
     def amap(
@@ -364,6 +388,9 @@ class Executor(cf.Executor):
         buffersize: int | str | None = "auto",
         progress: bool | str | dict[str, Any] = False,
         share_arrays: bool = True,
+        task_timeout: float | None = None,
+        retries: int | None = None,
+        return_exceptions: bool = False,
     ) -> AsyncIterator[T]:
         """``async for r in ex.amap(...)``: :meth:`map` for asyncio and trio code.
 
@@ -376,6 +403,7 @@ class Executor(cf.Executor):
             iterables,
             **self._map_args(iterables, timeout, chunksize, ordered, buffersize, progress),
             share_arrays=share_arrays,
+            **self._fault_args(fn, task_timeout, retries, return_exceptions),
         )
 
     async def asubmit(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
@@ -385,6 +413,37 @@ class Executor(cf.Executor):
 
         result: T = await await_future(self.submit(fn, *args, **kwargs))
         return result
+
+    def _fault_args(
+        self,
+        fn: Callable[..., Any],
+        task_timeout: float | None,
+        retries: int | None,
+        return_exceptions: bool,
+    ) -> dict[str, Any]:
+        seconds = _check_seconds("task_timeout", task_timeout)
+        return {
+            "task_timeout": self._timeout_for(
+                fn, seconds if seconds is not None else self._task_timeout
+            ),
+            "retries": self._retries if retries is None else _check_retries(retries),
+            "return_exceptions": bool(return_exceptions),
+        }
+
+    def _timeout_for(self, fn: Callable[..., Any], seconds: float | None) -> float | None:
+        """``seconds`` if this backend can stop ``fn`` when it runs too long, else an error."""
+        if seconds is None:
+            return None
+        backend = self._settings.backend
+        if backend.interrupts_tasks or _is_async(fn):
+            return seconds
+        if backend.crosses == "nothing" and threading.current_thread() is threading.main_thread():
+            return seconds
+        raise ConfigError(
+            f"task_timeout: backend {self.backend!r} cannot stop a running plain function "
+            f"(its tasks run in threads, which Python cannot interrupt). Use backend 'process' "
+            f"or 'loky', or make the task a coroutine function (any backend)"
+        )
 
     def _map_args(
         self,
@@ -416,6 +475,20 @@ class Executor(cf.Executor):
             "buffersize": window,
             "progress": progress,
         }
+
+
+def _check_seconds(name: str, value: Any) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        raise ConfigError(f"argument {name}={value!r}: must be a positive number of seconds")
+    return float(value)
+
+
+def _check_retries(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ConfigError(f"argument retries={value!r}: must be a whole number >= 0")
+    return value
 
 
 def _is_pickling_error(exc: BaseException) -> bool:

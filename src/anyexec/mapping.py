@@ -21,6 +21,7 @@ from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequenc
 from typing import Any, Protocol
 
 from anyexec._tasks import Chunk, ChunkResult, Failure
+from anyexec.errors import WorkerLost
 
 __all__ = ["ChunkSizer", "Engine", "MapRun", "aiter_map", "iter_map"]
 
@@ -130,9 +131,20 @@ class MapRun:
         buffersize: int | None,
         progress: Any = None,
         share_arrays: bool = True,
+        task_timeout: float | None = None,
+        retries: int = 0,
+        return_exceptions: bool = False,
     ) -> None:
         self.engine = engine
         self.share_arrays = share_arrays
+        self.task_timeout = task_timeout
+        self.retries = retries
+        self.return_exceptions = return_exceptions
+        #: Retries left per chunk that lost its worker; while any is being re-run, nothing
+        #: else is submitted, so a task that kills its worker cannot take others with it.
+        self.retrying: set[cf.Future[ChunkResult]] = set()
+        self.requeue: deque[Chunk] = deque()  # unordered: one-item chunks to re-run alone
+        self.recovering = False
         self.fn = fn
         self.ordered = ordered
         self.end = None if timeout is None else time.monotonic() + timeout
@@ -151,14 +163,15 @@ class MapRun:
         self.late_check = engine._in_caller and self.end is not None
         self.window = buffersize
         # Ordered: a FIFO of (future, chunk). Unordered: a dict plus a completion queue.
-        self.fifo: deque[tuple[cf.Future[ChunkResult], Chunk]] = deque()
+        # A None future: a one-item chunk waiting to be re-run alone (``retries``).
+        self.fifo: deque[tuple[cf.Future[ChunkResult] | None, Chunk]] = deque()
         self.live: dict[cf.Future[ChunkResult], Chunk] = {}
         self.done: queue.SimpleQueue[cf.Future[ChunkResult]] = queue.SimpleQueue()
         self.exhausted = False
         self.bar = _progress_bar(progress, total)
 
     def active(self) -> bool:
-        return bool(self.fifo or self.live)
+        return bool(self.fifo or self.live or self.requeue)
 
     def remaining(self) -> float | None:
         """Seconds left before the deadline (None: no deadline); raises once it passed."""
@@ -170,6 +183,8 @@ class MapRun:
         return max(0.0, left)
 
     def refill(self) -> None:
+        if self.recovering:
+            return
         in_flight = len(self.fifo) if self.ordered else len(self.live)
         room = (self.window - in_flight) if self.window is not None else math.inf
         batch: list[Chunk] = []
@@ -178,7 +193,7 @@ class MapRun:
             if not part:
                 self.exhausted = True
                 break
-            batch.append(Chunk(self.fn, part, self.crossing))
+            batch.append(Chunk(self.fn, part, self.crossing, self.task_timeout))
             room -= 1
         if not batch:
             return
@@ -190,16 +205,37 @@ class MapRun:
                 self.live[fut] = chunk
                 fut.add_done_callback(self.done.put)
 
+    def _launch_retry(self) -> None:
+        """Submit the next chunk waiting to be re-run, alone, when its turn has come."""
+        if self.ordered:
+            fut, chunk = self.fifo[0]
+            if fut is None:
+                self.fifo[0] = (self._resubmit(chunk), chunk)
+            return
+        if self.requeue and not any(f in self.retrying for f in self.live):
+            chunk = self.requeue.popleft()
+            new = self._resubmit(chunk)
+            self.live[new] = chunk
+            new.add_done_callback(self.done.put)
+
+    def _resubmit(self, chunk: Chunk) -> cf.Future[ChunkResult]:
+        (new,) = self.engine._submit_chunks([chunk], self.share_arrays)
+        self.retrying.add(new)
+        return new
+
     def candidates(self) -> list[cf.Future[ChunkResult]]:
         """The futures whose completion lets the map go on."""
+        self._launch_retry()
         if self.ordered:
-            return [self.fifo[0][0]]
+            return [f for f, _ in list(self.fifo)[:1] if f is not None]
         return list(self.live)
 
     def wait_next(self) -> tuple[cf.Future[ChunkResult], Chunk]:
         """Block until the next chunk to deliver is done (or the deadline passes)."""
+        self._launch_retry()
         if self.ordered:
             fut, chunk = self.fifo[0]
+            assert fut is not None
             try:
                 fut.result(timeout=self.remaining())
             except cf.TimeoutError:
@@ -214,23 +250,67 @@ class MapRun:
             raise cf.TimeoutError() from None
         return fut, self.live[fut]
 
-    def take(self, fut: cf.Future[ChunkResult], chunk: Chunk) -> ChunkResult:
-        """Account for a finished chunk, refill, and return its outcomes."""
-        if self.ordered:
-            self.fifo.popleft()
-        else:
-            self.live.pop(fut, None)
+    def take(self, fut: cf.Future[ChunkResult], chunk: Chunk) -> ChunkResult | None:
+        """Account for a finished chunk, refill, and return its outcomes -- or None when
+        the chunk lost its worker and was submitted again (``retries``)."""
         try:
             result = fut.result(timeout=0)
         except (cf.TimeoutError, cf.CancelledError):
             raise
         except BaseException as exc:
-            raise self.engine._chunk_error(exc, chunk) from exc
+            error = self.engine._chunk_error(exc, chunk)
+            if isinstance(error, WorkerLost) and self._retry(fut, chunk):
+                return None
+            self._forget(fut)
+            if not self.return_exceptions or not isinstance(error, Exception):
+                raise error from exc
+            return [error] * len(chunk), 0.0, False
+        self._forget(fut)
+        if self.recovering:
+            self.recovering = self._lost_pending()
         self.sizer.observe(len(chunk), result[1])
         self.refill()
         if self.bar is not None:
             self.bar.update(len(chunk))
         return result
+
+    def _forget(self, fut: cf.Future[ChunkResult]) -> None:
+        self.retrying.discard(fut)
+        if self.ordered:
+            self.fifo.popleft()
+        else:
+            self.live.pop(fut, None)
+
+    def _retry(self, fut: cf.Future[ChunkResult], chunk: Chunk) -> bool:
+        """A chunk lost its worker: split it into one-item chunks that are re-run one at a
+        time with nothing else in flight, so the task that kills its worker is found and
+        fails alone while its neighbours' results arrive. False when no retries are left."""
+        left = self.retries if chunk.retries_left is None else chunk.retries_left
+        if left <= 0:
+            return False
+        self.recovering = True
+        self.retrying.discard(fut)
+        subs = [Chunk(self.fn, [item], self.crossing, self.task_timeout) for item in chunk.original]
+        for sub in subs:
+            sub.retries_left = left - 1
+        if self.ordered:
+            self.fifo.popleft()
+            self.fifo.extendleft((None, sub) for sub in reversed(subs))
+        else:
+            self.live.pop(fut, None)
+            self.requeue.extend(subs)
+        return True
+
+    def _lost_pending(self) -> bool:
+        """Is a chunk still waiting to be re-run, or being re-run, after a worker died?"""
+        if self.requeue:
+            return True
+        for f in [f for f, _ in self.fifo] + list(self.live):
+            if f is None or (f in self.retrying and not f.done()):
+                return True
+            if f.done() and not f.cancelled() and isinstance(f.exception(), cf.BrokenExecutor):
+                return True
+        return False
 
     def cancel(self) -> None:
         _cancel_pending(self.fifo, self.live)
@@ -240,19 +320,25 @@ class MapRun:
 
 
 def _cancel_pending(
-    fifo: deque[tuple[cf.Future[Any], Chunk]], live: dict[cf.Future[Any], Chunk]
+    fifo: deque[tuple[cf.Future[Any] | None, Chunk]], live: dict[cf.Future[Any], Chunk]
 ) -> None:
     for fut in [f for f, _ in list(fifo)] + list(live):
-        fut.cancel()
+        if fut is not None:
+            fut.cancel()
 
 
-def _outcomes(result: ChunkResult) -> Iterator[Any]:
+def _outcomes(result: ChunkResult | None, return_exceptions: bool = False) -> Iterator[Any]:
+    if result is None:  # re-submitted after its worker died: nothing to deliver yet
+        return
     outcomes, _, failed = result
     if not failed:
         yield from outcomes
         return
     for outcome in outcomes:
         if type(outcome) is Failure:
+            if return_exceptions:
+                yield outcome.exception()
+                continue
             outcome.reraise()
         yield outcome
 
@@ -272,7 +358,7 @@ def iter_map(
         try:
             while run.active():
                 run.remaining()
-                yield from _outcomes(run.take(*run.wait_next()))
+                yield from _outcomes(run.take(*run.wait_next()), run.return_exceptions)
         finally:
             run.cancel()
 
@@ -302,7 +388,7 @@ async def aiter_map(
             with anyio.fail_after(left) if left is not None else _no_deadline():
                 fut = await await_first(run.candidates())
             chunk = run.fifo[0][1] if run.ordered else run.live[fut]
-            for value in _outcomes(run.take(fut, chunk)):
+            for value in _outcomes(run.take(fut, chunk), run.return_exceptions):
                 yield value
     finally:
         run.cancel()

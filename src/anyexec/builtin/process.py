@@ -27,6 +27,7 @@ class ProcessBackend(Backend):
     """A pool of worker processes; functions and arguments must pickle."""
 
     crosses = "processes"
+    interrupts_tasks = True  # workers run tasks in their main thread
     options = {
         "mp_context": Option(
             str,

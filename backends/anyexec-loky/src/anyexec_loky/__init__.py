@@ -62,6 +62,7 @@ class LokyBackend(Backend):
     """loky's reusable process pool; lambdas and closures work (cloudpickle)."""
 
     crosses = "processes"
+    interrupts_tasks = True  # workers run tasks in their main thread
     options = {
         "timeout": Option((int, float), "Seconds an idle worker waits before exiting (300)."),
         "context": Option(
