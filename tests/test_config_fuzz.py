@@ -17,12 +17,18 @@ from anyexec import config
 ALLOWED = (anyexec.ConfigError, anyexec.BackendNotFound, anyexec.BackendUnavailable)
 
 text = st.text(max_size=30)
-names = st.sampled_from(["thread", "process", "serial", "asyncio", "nope", "", " thread ", "loky", "dask"])
+names = st.sampled_from(
+    ["thread", "process", "serial", "asyncio", "nope", "", " thread ", "loky", "dask"]
+)
 values = st.one_of(text, st.integers(-5, 10), st.booleans(), st.floats(allow_nan=True), st.none())
 toml_scalars = st.one_of(
-    st.integers(-5, 10).map(str), st.booleans().map(lambda b: str(b).lower()),
-    text.map(lambda s: '"' + s.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'),
-    st.just("[1, 2]"), st.just("{ a = 1 }"),
+    st.integers(-5, 10).map(str),
+    st.booleans().map(lambda b: str(b).lower()),
+    text.map(
+        lambda s: '"' + s.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+    ),
+    st.just("[1, 2]"),
+    st.just("{ a = 1 }"),
 )
 keys = st.sampled_from(["backend", "workers", "profiles", "thread_name_prefix", "mp_context", "x"])
 
@@ -30,7 +36,11 @@ keys = st.sampled_from(["backend", "workers", "profiles", "thread_name_prefix", 
 @st.composite
 def toml_documents(draw: st.DrawFn) -> str:
     lines = [f"{draw(keys)} = {draw(toml_scalars)}" for _ in range(draw(st.integers(0, 4)))]
-    for table in draw(st.lists(st.sampled_from(["thread", "process", "profiles.p", "dask"]), max_size=3, unique=True)):
+    for table in draw(
+        st.lists(
+            st.sampled_from(["thread", "process", "profiles.p", "dask"]), max_size=3, unique=True
+        )
+    ):
         lines.append(f"[{table}]")
         lines += [f"{draw(keys)} = {draw(toml_scalars)}" for _ in range(draw(st.integers(0, 3)))]
     if draw(st.booleans()):
@@ -46,12 +56,24 @@ def _resolve() -> None:
         pass
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(backend=st.one_of(st.none(), names, text), workers=st.one_of(st.none(), text, st.integers(-3, 5).map(str)),
-       profile=st.one_of(st.none(), text), option=st.one_of(st.none(), text))
-def test_environment_values(monkeypatch: pytest.MonkeyPatch, backend, workers, profile, option) -> None:  # type: ignore[no-untyped-def]
-    for var, value in (("ANYEXEC_BACKEND", backend), ("ANYEXEC_WORKERS", workers),
-                       ("ANYEXEC_PROFILE", profile), ("ANYEXEC_PROCESS_MP_CONTEXT", option)):
+@settings(
+    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    backend=st.one_of(st.none(), names, text),
+    workers=st.one_of(st.none(), text, st.integers(-3, 5).map(str)),
+    profile=st.one_of(st.none(), text),
+    option=st.one_of(st.none(), text),
+)
+def test_environment_values(
+    monkeypatch: pytest.MonkeyPatch, backend, workers, profile, option
+) -> None:  # type: ignore[no-untyped-def]
+    for var, value in (
+        ("ANYEXEC_BACKEND", backend),
+        ("ANYEXEC_WORKERS", workers),
+        ("ANYEXEC_PROFILE", profile),
+        ("ANYEXEC_PROCESS_MP_CONTEXT", option),
+    ):
         if value is None or "\x00" in value:
             monkeypatch.delenv(var, raising=False)
         else:
@@ -59,7 +81,9 @@ def test_environment_values(monkeypatch: pytest.MonkeyPatch, backend, workers, p
     _resolve()
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(doc=toml_documents(), as_pyproject=st.booleans())
 def test_config_file_contents(doc: str, as_pyproject: bool) -> None:
     config.clear_cache()
@@ -68,7 +92,8 @@ def test_config_file_contents(doc: str, as_pyproject: bool) -> None:
             os.unlink(name)
     if as_pyproject:
         body = "\n".join(
-            (f"[tool.anyexec.{line[1:]}" if line.startswith("[") else line) for line in doc.splitlines()
+            (f"[tool.anyexec.{line[1:]}" if line.startswith("[") else line)
+            for line in doc.splitlines()
         )
         Path("pyproject.toml").write_text("[tool.anyexec]\n" + body)
     else:
@@ -77,8 +102,11 @@ def test_config_file_contents(doc: str, as_pyproject: bool) -> None:
 
 
 @settings(max_examples=200, deadline=None)
-@given(backend=st.one_of(st.none(), names, values), workers=values,
-       options=st.dictionaries(keys, values, max_size=3))
+@given(
+    backend=st.one_of(st.none(), names, values),
+    workers=values,
+    options=st.dictionaries(keys, values, max_size=3),
+)
 def test_arguments(backend, workers, options) -> None:  # type: ignore[no-untyped-def]
     try:
         anyexec.Executor(backend, workers, **options)

@@ -20,7 +20,9 @@ def thread_ex():  # type: ignore[no-untyped-def]
         yield ex
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(
     items=st.lists(st.integers(-1000, 1000), max_size=300),
     chunksize=st.one_of(st.just("auto"), st.integers(1, 50)),
@@ -28,13 +30,18 @@ def thread_ex():  # type: ignore[no-untyped-def]
     buffersize=st.one_of(st.just("auto"), st.none(), st.integers(1, 8)),
 )
 def test_results_equal_a_plain_loop(thread_ex, items, chunksize, ordered, buffersize) -> None:  # type: ignore[no-untyped-def]
-    got = list(thread_ex.map(tasks.square, items, chunksize=chunksize, ordered=ordered,
-                             buffersize=buffersize))
+    got = list(
+        thread_ex.map(
+            tasks.square, items, chunksize=chunksize, ordered=ordered, buffersize=buffersize
+        )
+    )
     want = [x * x for x in items]
     assert (got if ordered else sorted(got)) == (want if ordered else sorted(want))
 
 
-@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(items=st.lists(st.integers(0, 20), min_size=1, max_size=80), chunksize=st.integers(1, 9))
 def test_failure_position_is_exact(thread_ex, items, chunksize) -> None:  # type: ignore[no-untyped-def]
     bad = 3

@@ -21,6 +21,7 @@ from anyexec.errors import (
     ConfigError,
     TaskTimeout,
     UnpicklableError,
+    Unsupported,
     WorkerLost,
 )
 from anyexec.executor import Executor
@@ -39,6 +40,7 @@ __all__ = [
     "Option",
     "TaskTimeout",
     "UnpicklableError",
+    "Unsupported",
     "WorkerLost",
     "__version__",
     "backends",

@@ -208,7 +208,16 @@ class Chunk:
     stored at its position, so the caller sees it exactly when it reaches that result.
     """
 
-    __slots__ = ("crossing", "fn", "items", "original", "retries_left", "shared", "timeout")
+    __slots__ = (
+        "crossing",
+        "fn",
+        "items",
+        "original",
+        "retries_left",
+        "shared",
+        "started",
+        "timeout",
+    )
 
     def __init__(
         self,
@@ -222,6 +231,9 @@ class Chunk:
         self.original = items
         #: Re-runs left after losing a worker (None: the map's ``retries``); parent-side.
         self.retries_left: int | None = None
+        #: time.monotonic() when it began running; seen by the caller only where the
+        #: worker shares its memory (threads), to abandon a task past its task_timeout.
+        self.started: float | None = None
         #: Some items hold SharedArray handles (set by the parent, see anyexec._shared).
         self.shared = False
 
@@ -231,6 +243,7 @@ class Chunk:
     def __call__(self) -> ChunkResult:
         in_worker = _context.IN_WORKER.set(True)
         using = _context.USING.set(())
+        self.started = time.monotonic()
         start = time.perf_counter()
         try:
             if _is_async(self.fn):

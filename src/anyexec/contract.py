@@ -19,7 +19,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
-from anyexec.errors import ConfigError
+from anyexec.errors import ConfigError, Unsupported
 
 __all__ = ["Backend", "Crossing", "Option"]
 
@@ -112,6 +112,9 @@ class Backend(abc.ABC):
     #: Whether a running plain-function task can be stopped (``task_timeout``): true where
     #: workers run tasks in a process's main thread, so a timer signal reaches them.
     interrupts_tasks: ClassVar[bool] = False
+    #: Whether a task past ``task_timeout`` can at least be abandoned: its result discarded
+    #: and the pool given a replacement worker (:meth:`grow`) while it runs on.
+    abandons_tasks: ClassVar[bool] = False
     #: How to get this backend when it is missing, shown in error messages.
     install_hint: ClassVar[str] = ""
 
@@ -135,6 +138,21 @@ class Backend(abc.ABC):
 
         Called once after ``executor.shutdown()``. Never close what was merely connected to.
         """
+
+    def kill(self, executor: cf.Executor) -> None:
+        """Stop the tasks running now (``Executor.kill_running``); their futures fail.
+
+        The default says this backend cannot: threads cannot be stopped from outside.
+        """
+        raise Unsupported(
+            f"backend {self.name!r} cannot stop running tasks; only pending ones can be "
+            f"cancelled (see docs/reliability.md)"
+        )
+
+    def grow(self, executor: cf.Executor, workers: int) -> None:
+        """Add (or, negative, remove) worker capacity; used when a timed-out task is
+        abandoned. Only called where :attr:`abandons_tasks` is true."""
+        raise Unsupported(f"backend {self.name!r} cannot change its worker count")
 
     def describe(self) -> str:
         """One line for ``anyexec backends``."""

@@ -17,6 +17,7 @@ __all__ = [
     "RemoteTraceback",
     "TaskTimeout",
     "UnpicklableError",
+    "Unsupported",
     "WorkerLost",
 ]
 
@@ -35,6 +36,10 @@ class BackendUnavailable(AnyexecError, ImportError):
 
 class ConfigError(AnyexecError, ValueError):
     """A configuration value is invalid; the message names where it came from."""
+
+
+class Unsupported(AnyexecError, RuntimeError):
+    """The backend cannot do what was asked (documented per backend in docs/reliability.md)."""
 
 
 class UnpicklableError(AnyexecError, TypeError):

@@ -225,6 +225,36 @@ class Executor(cf.Executor):
             self._pool.closed = True
             self._pool.close(wait=wait, cancel_futures=cancel_futures)
 
+    def kill_running(self) -> None:
+        """Stop the tasks running now, where the backend can (docs/reliability.md):
+        process and loky terminate their workers (those tasks fail with WorkerLost and the
+        next submission starts fresh workers); asyncio cancels running coroutines; the
+        embedded dask cluster restarts its workers. Threads cannot be stopped:
+        :class:`~anyexec.errors.Unsupported`."""
+        inner = self._pool.inner
+        if inner is not None:
+            self._settings.backend.kill(inner)
+
+    def abort(self) -> None:
+        """Cancel pending work, stop running work where possible, and close without
+        waiting. What ``with ex:`` does when Ctrl-C (or SystemExit) leaves the block."""
+        inner = self._pool.inner
+        with self._lock:
+            self._pool.closed = True
+        if inner is not None:
+            for fut in _pending_of(inner):
+                fut.cancel()
+            try:
+                self._settings.backend.kill(inner)
+            except Exception:  # Unsupported, or the pool is already gone
+                pass
+        self._pool.close(wait=False, cancel_futures=True)
+
+    def _grow(self, workers: int) -> None:
+        inner = self._pool.inner
+        if inner is not None:
+            self._settings.backend.grow(inner, workers)
+
     def reopen(self) -> Executor:
         """Accept work again after :meth:`shutdown`; a fresh pool starts on first use."""
         if not self._settings.backend.reopenable:
@@ -244,7 +274,10 @@ class Executor(cf.Executor):
     def __exit__(
         self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
     ) -> None:
-        self.shutdown(wait=True)
+        if ev is not None and not isinstance(ev, Exception):  # Ctrl-C, SystemExit
+            self.abort()
+        else:
+            self.shutdown(wait=True)
 
     # -- errors of one shape --------------------------------------------------------------
 
@@ -257,9 +290,16 @@ class Executor(cf.Executor):
         if isinstance(exc, (WorkerLost, UnpicklableError)):
             return exc
         if isinstance(exc, cf.BrokenExecutor):
+            hint = ""
+            if self._crossing and self._settings.backend.crosses == "processes":
+                hint = (
+                    ". If it died at once, check that the script starts its work under "
+                    "`if __name__ == '__main__':`, which the spawn and forkserver start "
+                    "methods need"
+                )
             lost = WorkerLost(
                 f"a worker of backend {self.backend!r} died while running this "
-                f"task: {type(exc).__name__}: {exc}"
+                f"task: {type(exc).__name__}: {exc}{hint}"
             )
             lost.__cause__ = exc
             return lost
@@ -422,16 +462,20 @@ class Executor(cf.Executor):
         return_exceptions: bool,
     ) -> dict[str, Any]:
         seconds = _check_seconds("task_timeout", task_timeout)
+        if seconds is None:
+            seconds = self._task_timeout
+        abandon = self._abandon_after(fn, seconds)
         return {
-            "task_timeout": self._timeout_for(
-                fn, seconds if seconds is not None else self._task_timeout
-            ),
+            "task_timeout": None if abandon is not None else self._timeout_for(fn, seconds),
+            "abandon_after": abandon,
             "retries": self._retries if retries is None else _check_retries(retries),
             "return_exceptions": bool(return_exceptions),
         }
 
     def _timeout_for(self, fn: Callable[..., Any], seconds: float | None) -> float | None:
-        """``seconds`` if this backend can stop ``fn`` when it runs too long, else an error."""
+        """``seconds`` if the worker can stop ``fn`` itself when it runs too long (a timer
+        in a process's main thread, or a cancelled coroutine); None with no timeout;
+        raises where the task can only be abandoned (see :meth:`_abandon_after`)."""
         if seconds is None:
             return None
         backend = self._settings.backend
@@ -442,8 +486,23 @@ class Executor(cf.Executor):
         raise ConfigError(
             f"task_timeout: backend {self.backend!r} cannot stop a running plain function "
             f"(its tasks run in threads, which Python cannot interrupt). Use backend 'process' "
-            f"or 'loky', or make the task a coroutine function (any backend)"
+            f"or 'loky', make the task a coroutine function, or use map(task_timeout=...), "
+            f"which abandons the task where the backend allows it"
         )
+
+    def _abandon_after(self, fn: Callable[..., Any], seconds: float | None) -> float | None:
+        """For ``map``: where the worker cannot stop ``fn``, the seconds after which the
+        caller abandons it (its thread runs on, its result is discarded, and the pool gets a
+        replacement worker). None where the worker stops it itself, or there is no limit."""
+        if seconds is None:
+            return None
+        try:
+            self._timeout_for(fn, seconds)
+            return None
+        except ConfigError:
+            if self._settings.backend.abandons_tasks:
+                return seconds
+            raise
 
     def _map_args(
         self,
@@ -475,6 +534,14 @@ class Executor(cf.Executor):
             "buffersize": window,
             "progress": progress,
         }
+
+
+def _pending_of(inner: cf.Executor) -> list[cf.Future[Any]]:
+    """Futures a standard pool has not started, for abort(); empty where unknown."""
+    items = getattr(inner, "_pending_work_items", None)  # ProcessPoolExecutor
+    if isinstance(items, dict):
+        return [w.future for w in list(items.values())]
+    return []
 
 
 def _check_seconds(name: str, value: Any) -> float | None:

@@ -21,7 +21,7 @@ from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequenc
 from typing import Any, Protocol
 
 from anyexec._tasks import Chunk, ChunkResult, Failure
-from anyexec.errors import WorkerLost
+from anyexec.errors import TaskTimeout, WorkerLost
 
 __all__ = ["ChunkSizer", "Engine", "MapRun", "aiter_map", "iter_map"]
 
@@ -29,6 +29,8 @@ __all__ = ["ChunkSizer", "Engine", "MapRun", "aiter_map", "iter_map"]
 MAX_CHUNK = 8192
 #: How much an adaptive chunk may grow per observation (shrinking is immediate).
 GROWTH = 16
+#: How often (seconds) the caller looks for tasks to abandon past their task_timeout.
+POLL = 0.05
 
 
 class Engine(Protocol):
@@ -51,6 +53,8 @@ class Engine(Protocol):
 
     @property
     def _in_caller(self) -> bool: ...
+
+    def _grow(self, workers: int) -> None: ...
 
 
 class ChunkSizer:
@@ -132,10 +136,16 @@ class MapRun:
         progress: Any = None,
         share_arrays: bool = True,
         task_timeout: float | None = None,
+        abandon_after: float | None = None,
         retries: int = 0,
         return_exceptions: bool = False,
     ) -> None:
         self.engine = engine
+        #: Seconds after which a task the worker cannot stop is abandoned (threads): one
+        #: task per chunk then, so abandoning one discards no other result.
+        self.abandon_after = abandon_after
+        if abandon_after is not None:
+            chunksize = 1
         self.share_arrays = share_arrays
         self.task_timeout = task_timeout
         self.retries = retries
@@ -163,6 +173,7 @@ class MapRun:
         self.late_check = engine._in_caller and self.end is not None
         self.window = buffersize
         # Ordered: a FIFO of (future, chunk). Unordered: a dict plus a completion queue.
+        self.abandoned = 0
         # A None future: a one-item chunk waiting to be re-run alone (``retries``).
         self.fifo: deque[tuple[cf.Future[ChunkResult] | None, Chunk]] = deque()
         self.live: dict[cf.Future[ChunkResult], Chunk] = {}
@@ -233,22 +244,58 @@ class MapRun:
     def wait_next(self) -> tuple[cf.Future[ChunkResult], Chunk]:
         """Block until the next chunk to deliver is done (or the deadline passes)."""
         self._launch_retry()
-        if self.ordered:
-            fut, chunk = self.fifo[0]
-            assert fut is not None
-            try:
-                fut.result(timeout=self.remaining())
-            except cf.TimeoutError:
-                if not fut.done():
-                    raise
-            except Exception:
-                pass  # a failed or cancelled chunk: take() raises it, shaped
-            return fut, chunk
-        try:
-            fut = self.done.get(timeout=self.remaining())
-        except queue.Empty:
-            raise cf.TimeoutError() from None
-        return fut, self.live[fut]
+        while True:
+            left = self.remaining()
+            wait = left if self.abandon_after is None else min(POLL if left is None else left, POLL)
+            if self.ordered:
+                fut, chunk = self.fifo[0]
+                assert fut is not None
+                try:
+                    fut.result(timeout=wait)
+                    return fut, chunk
+                except cf.TimeoutError:
+                    if fut.done():
+                        return fut, chunk
+                except Exception:
+                    return fut, chunk  # a failed or cancelled chunk: take() raises it, shaped
+            else:
+                try:
+                    fut = self.done.get(timeout=wait)
+                    return fut, self.live[fut]
+                except queue.Empty:
+                    pass
+            if self.abandon_after is None or (left is not None and left <= POLL):
+                raise cf.TimeoutError()
+            overdue = self._overdue()
+            if overdue is not None:
+                return overdue
+
+    def _overdue(self) -> tuple[cf.Future[ChunkResult], Chunk] | None:
+        """The first task running past ``abandon_after``, replaced by its TaskTimeout."""
+        now = time.monotonic()
+        entries = list(self.fifo)[:1] if self.ordered else list(self.live.items())
+        for fut, chunk in entries:
+            if fut is None or fut.done() or chunk.started is None:
+                continue
+            if now - chunk.started < self.abandon_after:  # type: ignore[operator]
+                continue
+            error = TaskTimeout(
+                f"the task ran past its task_timeout of {self.abandon_after:g} s; backend "
+                f"threads cannot be stopped, so it was abandoned (it runs on, its result "
+                f"discarded) and the pool was given a replacement worker"
+            )
+            stand_in: cf.Future[ChunkResult] = cf.Future()
+            stand_in.set_result(([Failure(error, None)] * len(chunk), 0.0, True))
+            self.engine._grow(1)
+            self.abandoned += 1
+            fut.add_done_callback(lambda _: self.engine._grow(-1))  # capacity back when done
+            if self.ordered:
+                self.fifo[0] = (stand_in, chunk)
+            else:
+                del self.live[fut]
+                self.live[stand_in] = chunk
+            return stand_in, chunk
+        return None
 
     def take(self, fut: cf.Future[ChunkResult], chunk: Chunk) -> ChunkResult | None:
         """Account for a finished chunk, refill, and return its outcomes -- or None when

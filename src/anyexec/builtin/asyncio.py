@@ -64,6 +64,20 @@ class PortalExecutor(cf.Executor):
         with self._lock:
             self._pending.discard(fut)
 
+    def cancel_running(self) -> None:
+        """Cancel every task in the loop: coroutines stop at their next await; plain
+        functions already in a worker thread finish, their results discarded."""
+        with self._lock:
+            pending = list(self._pending)
+        for fut in pending:
+            fut.cancel()
+
+    def grow(self, workers: int) -> None:
+        def change() -> None:
+            self._limiter.total_tokens += workers
+
+        self._portal.call(change)
+
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         with self._lock:
             if self._shutdown:
@@ -83,6 +97,16 @@ class AsyncioBackend(Backend):
     """An anyio event loop thread: coroutines awaited, plain functions in worker threads."""
 
     crosses = "threads"
+    abandons_tasks = True
+
+    def kill(self, executor: cf.Executor) -> None:
+        assert isinstance(executor, PortalExecutor)
+        executor.cancel_running()
+
+    def grow(self, executor: cf.Executor, workers: int) -> None:
+        assert isinstance(executor, PortalExecutor)
+        executor.grow(workers)
+
     options = {
         "anyio_backend": Option(
             str,

@@ -39,6 +39,18 @@ class ProcessBackend(Backend):
         ),
     }
 
+    def kill(self, executor: cf.Executor) -> None:
+        """Terminate every worker process; their tasks fail with WorkerLost and the next
+        submission starts a fresh pool."""
+        assert isinstance(executor, cf.ProcessPoolExecutor)
+        processes = list((executor._processes or {}).values())  # type: ignore[attr-defined]
+        for proc in processes:
+            proc.terminate()
+        for proc in processes:
+            proc.join(5)
+            if proc.is_alive():
+                proc.kill()
+
     def open(self, workers: int, **options: Any) -> cf.Executor:
         method = options.get("mp_context") or default_start_method()
         if method not in multiprocessing.get_all_start_methods():

@@ -43,3 +43,6 @@ class SerialBackend(Backend):
 
     def open(self, workers: int, **options: Any) -> cf.Executor:
         return SerialExecutor()
+
+    def kill(self, executor: cf.Executor) -> None:
+        """Nothing runs outside the caller: there is nothing to stop."""

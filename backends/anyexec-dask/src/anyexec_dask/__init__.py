@@ -16,7 +16,7 @@ from typing import Any
 import dask
 import distributed
 
-from anyexec import Backend, ConfigError, Option, WorkerLost
+from anyexec import Backend, ConfigError, Option, Unsupported, WorkerLost
 
 __all__ = ["DaskBackend", "DaskExecutor", "SchedulerLost", "SchedulerUnreachable"]
 
@@ -153,6 +153,13 @@ class DaskExecutor(cf.Executor):
             raise RuntimeError("cannot schedule new futures after shutdown")
         return [self._wrap(f) for f in self.client.map(_run, list(calls), pure=False)]
 
+    def kill(self) -> None:
+        with self._lock:
+            pending = list(self._pending)
+        if pending:
+            self.client.cancel(pending, force=True)
+        self.client.restart(wait_for_workers=False)
+
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         if self._closed:
             return
@@ -201,3 +208,14 @@ class DaskBackend(Backend):
     ) -> list[cf.Future[Any]]:
         assert isinstance(executor, DaskExecutor)
         return executor.submit_batch(calls)
+
+    def kill(self, executor: cf.Executor) -> None:
+        """Embedded cluster: cancel everything and restart its workers. A cluster merely
+        connected to is shared with others, so it is never restarted from here."""
+        assert isinstance(executor, DaskExecutor)
+        if executor.cluster is None:
+            raise Unsupported(
+                "backend 'dask': kill_running() would restart the workers of a cluster "
+                f"shared with others ({executor.address}); cancel futures instead"
+            )
+        executor.kill()

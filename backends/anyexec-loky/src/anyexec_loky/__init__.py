@@ -30,6 +30,7 @@ class LokyExecutor(cf.Executor):
         self._pending: set[cf.Future[Any]] = set()
         self._closed = False
         self._pool = get_reusable_executor(**params)
+        self._killed: Any = None
 
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> cf.Future[Any]:
         if self._closed:
@@ -55,7 +56,14 @@ class LokyExecutor(cf.Executor):
             for fut in pending:
                 fut.cancel()
         # Leave no worker behind: the reusable pool ends here; the next use starts another.
-        self._pool.shutdown(wait=wait)
+        # (A pool just killed is left alone: a second shutdown would undo kill_workers.)
+        if self._killed is not self._pool:
+            self._pool.shutdown(wait=wait)
+
+    def kill(self) -> None:
+        """Terminate the workers now; their tasks fail and the next submit starts afresh."""
+        self._killed = self._pool
+        self._pool.shutdown(wait=False, kill_workers=True)
 
 
 class LokyBackend(Backend):
@@ -70,6 +78,10 @@ class LokyBackend(Backend):
         ),
         "env": Option(dict, "Environment variables set in each worker."),
     }
+
+    def kill(self, executor: cf.Executor) -> None:
+        assert isinstance(executor, LokyExecutor)
+        executor.kill()
 
     def open(self, workers: int, **options: Any) -> cf.Executor:
         params: dict[str, Any] = {"max_workers": workers, "timeout": options.get("timeout", 300)}

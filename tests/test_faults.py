@@ -1,0 +1,252 @@
+"""Faults with real processes and real signals: per-task timeouts, dead workers, retries,
+kill_running, Ctrl-C, and open/close cycles that leak nothing."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+import anyexec
+from anyexec.testing import tasks
+
+psutil = pytest.importorskip("psutil")
+
+PROCESS_BACKENDS = [
+    "process",
+    pytest.param(
+        "loky",
+        marks=pytest.mark.skipif(
+            not __import__("importlib").util.find_spec("anyexec_loky"),
+            reason="anyexec-loky not installed",
+        ),
+    ),
+]
+
+
+def job(x: int) -> int:
+    """200 tasks: 5 hang, 3 kill their worker, the rest double their input."""
+    if x % 40 == 7:
+        time.sleep(300)
+    if x in (13, 101, 177):
+        os._exit(3)
+    return x * 2
+
+
+@pytest.mark.parametrize("backend", PROCESS_BACKENDS)
+def test_hangs_and_crashes_cost_only_their_own_tasks(backend: str) -> None:
+    with anyexec.Executor(backend, workers=2) as ex:
+        out = list(ex.map(job, range(200), task_timeout=1, retries=1, return_exceptions=True))
+    good = {i: o for i, o in enumerate(out) if not isinstance(o, Exception)}
+    errors = {i: type(o) for i, o in enumerate(out) if isinstance(o, Exception)}
+    assert len(good) == 192 and all(o == i * 2 for i, o in good.items())
+    assert {i for i, t in errors.items() if t is anyexec.TaskTimeout} == {7, 47, 87, 127, 167}
+    assert {i for i, t in errors.items() if t is anyexec.WorkerLost} == {13, 101, 177}
+
+
+def test_task_timeout_is_a_timeout_error_that_keeps_the_worker() -> None:
+    with anyexec.Executor("process", workers=1, task_timeout=0.5) as ex:
+        pid = ex.submit(os.getpid).result(timeout=60)
+        with pytest.raises(TimeoutError, match="task_timeout of 0.5 s"):
+            ex.submit(tasks.sleep_then, 30).result(timeout=60)
+        assert ex.submit(os.getpid).result(timeout=60) == pid  # same worker, still serving
+
+
+@pytest.mark.parametrize("backend", ["thread", "asyncio"])
+def test_threads_abandon_the_task_and_keep_their_capacity(backend: str) -> None:
+    with anyexec.Executor(backend, workers=2) as ex:
+        started = time.monotonic()
+        out = list(ex.map(tasks.slow_on, range(12), task_timeout=0.3, return_exceptions=True))
+        elapsed = time.monotonic() - started
+        assert isinstance(out[0], anyexec.TaskTimeout) and "abandoned" in str(out[0])
+        assert out[1:] == list(range(1, 12))
+        assert elapsed < 20  # the hung task (30 s) did not hold the map
+        # capacity recovered: two more tasks still run side by side
+        assert list(ex.map(tasks.sleep_for, range(4))) == [0, 1, 2, 3]
+        ex.abort()
+
+
+def test_coroutines_are_cancelled_on_any_backend() -> None:
+    import anyio
+
+    async def forever(x: int) -> int:
+        await anyio.sleep(300 if x == 2 else 0)
+        return x
+
+    with anyexec.Executor("thread", workers=2) as ex:
+        out = list(ex.map(forever, range(5), task_timeout=0.3, return_exceptions=True))
+    assert isinstance(out[2], anyexec.TaskTimeout) and out[:2] + out[3:] == [0, 1, 3, 4]
+
+
+def test_task_timeout_where_nothing_can_stop_the_task() -> None:
+    with (
+        anyexec.Executor("thread", workers=1) as ex,
+        pytest.raises(anyexec.ConfigError, match="cannot stop"),
+    ):
+        ex.submit(tasks.square, 1) and anyexec.Executor("thread", task_timeout=1).submit(
+            tasks.square, 1
+        )
+
+
+def test_bad_fault_arguments() -> None:
+    with pytest.raises(anyexec.ConfigError, match="task_timeout=0"):
+        anyexec.Executor("serial", task_timeout=0)
+    with pytest.raises(anyexec.ConfigError, match="retries=-1"):
+        anyexec.Executor("serial").map(abs, [1], retries=-1)
+
+
+def test_without_retries_a_dead_worker_fails_its_chunk() -> None:
+    with (
+        anyexec.Executor("process", workers=2) as ex,
+        pytest.raises(anyexec.WorkerLost, match="'process'"),
+    ):
+        list(ex.map(job, [1, 2, 13, 4]))
+
+
+def test_kill_running() -> None:
+    with anyexec.Executor("process", workers=1) as ex:
+        fut = ex.submit(tasks.sleep_then, 60)
+        time.sleep(0.5)
+        ex.kill_running()
+        with pytest.raises(anyexec.WorkerLost):
+            fut.result(timeout=30)
+        assert ex.submit(tasks.square, 4).result(timeout=60) == 16
+    with anyexec.Executor("thread", workers=1) as ex:
+        ex.submit(tasks.square, 1).result()
+        with pytest.raises(anyexec.Unsupported, match="cannot stop running tasks"):
+            ex.kill_running()
+
+
+def _descendants(pid: int) -> set[int]:
+    try:
+        return {p.pid for p in psutil.Process(pid).children(recursive=True)}
+    except psutil.NoSuchProcess:
+        return set()
+
+
+def _alive(pids: set[int]) -> set[int]:
+    out = set()
+    for pid in pids:
+        try:
+            if psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
+                out.add(pid)
+        except psutil.NoSuchProcess:
+            pass
+    return out
+
+
+def _interrupt(args: list[str], ready: str, tmp_path: Path) -> tuple[float, set[int]]:
+    """Start a program, wait for its workers, send it SIGINT; seconds to exit, survivors."""
+    log = tmp_path / "out.txt"
+    with log.open("w") as out:
+        # A test runner started in the background inherits SIGINT ignored; a user's
+        # terminal does not: give the program the default disposition, as a shell would.
+        proc = subprocess.Popen(
+            args,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=tmp_path,
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        )
+    deadline = time.monotonic() + 120
+    while (
+        time.monotonic() < deadline
+        and proc.poll() is None
+        and not (
+            ready in log.read_text() and len(_descendants(proc.pid)) >= 2  # workers are up
+        )
+    ):
+        time.sleep(0.05)
+    time.sleep(0.3)
+    kids = _descendants(proc.pid)
+    assert kids, log.read_text()
+    proc.send_signal(signal.SIGINT)
+    started = time.monotonic()
+    proc.wait(timeout=60)
+    elapsed = time.monotonic() - started
+    assert "KeyboardInterrupt" in log.read_text() or "interrupted" in log.read_text(), (
+        log.read_text()
+    )
+    time.sleep(0.5)
+    return elapsed, _alive(kids)
+
+
+@pytest.mark.parametrize("backend", PROCESS_BACKENDS)
+def test_ctrl_c_during_map(backend: str, tmp_path: Path) -> None:
+    script = tmp_path / "prog.py"
+    script.write_text(
+        textwrap.dedent(f"""
+        import anyexec
+        from anyexec.testing import tasks
+        if __name__ == "__main__":
+            with anyexec.Executor({backend!r}, workers=2) as ex:
+                ex.start()
+                print("ready", flush=True)
+                list(ex.map(tasks.sleep_then, [30.0] * 8))
+    """)
+    )
+    elapsed, survivors = _interrupt([sys.executable, str(script)], "ready", tmp_path)
+    assert elapsed < 2, f"took {elapsed:.1f} s to return"
+    survivors = {p for p in survivors if "tracker" not in " ".join(psutil.Process(p).cmdline())}
+    assert not survivors
+
+
+def test_ctrl_c_during_bench(tmp_path: Path) -> None:
+    args = [
+        sys.executable,
+        "-m",
+        "anyexec",
+        "bench",
+        "--backend",
+        "process",
+        "--workload",
+        "cpu",
+        "--size",
+        "1000000",
+        "--tasks",
+        "8",
+        "--workers",
+        "2",
+        "--repeat",
+        "3",
+    ]
+    elapsed, survivors = _interrupt(args, "anyexec bench", tmp_path)
+    assert elapsed < 2, f"took {elapsed:.1f} s to return"
+    survivors = {p for p in survivors if "tracker" not in " ".join(psutil.Process(p).cmdline())}
+    assert not survivors
+
+
+CYCLES = {"serial": 1000, "thread": 1000, "asyncio": 1000, "process": 100, "loky": 30, "dask": 5}
+
+
+@pytest.mark.parametrize("backend", list(CYCLES))
+def test_open_close_cycles_leak_nothing(backend: str) -> None:
+    if backend in ("loky", "dask"):
+        pytest.importorskip(f"anyexec_{backend}")
+    me = psutil.Process()
+
+    def cycle() -> None:
+        with anyexec.Executor(backend, workers=2) as ex:
+            ex.submit(tasks.square, 2).result(timeout=120)
+
+    cycle()  # interpreter-wide helpers (forkserver, trackers) start once
+    time.sleep(0.5)
+    before = (threading.active_count(), me.num_fds(), len(me.children(recursive=True)))
+    for _ in range(CYCLES[backend]):
+        cycle()
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        after = (threading.active_count(), me.num_fds(), len(me.children(recursive=True)))
+        if all(a <= b for a, b in zip(after, before)):
+            break
+        time.sleep(0.2)
+    assert all(a <= b for a, b in zip(after, before)), (
+        f"threads, fds, children: {before} -> {after}"
+    )
