@@ -54,7 +54,7 @@ def test_hangs_and_crashes_cost_only_their_own_tasks(backend: str) -> None:
 def test_task_timeout_is_a_timeout_error_that_keeps_the_worker() -> None:
     with anyexec.Executor("process", workers=1, task_timeout=0.5) as ex:
         pid = ex.submit(os.getpid).result(timeout=60)
-        with pytest.raises(TimeoutError, match="task_timeout of 0.5 s"):
+        with pytest.raises(TimeoutError, match=r"task_timeout of 0\.5 s"):
             ex.submit(tasks.sleep_then, 30).result(timeout=60)
         assert ex.submit(os.getpid).result(timeout=60) == pid  # same worker, still serving
 

@@ -92,12 +92,16 @@ def _timed(fn: Callable[..., Any], seconds: float) -> Callable[..., Any]:
 
     def timed(*args: Any, **kwargs: Any) -> Any:
         previous = signal.signal(signal.SIGALRM, on_alarm)
-        signal.setitimer(signal.ITIMER_REAL, seconds)
+        began = time.monotonic()
+        earlier = signal.setitimer(signal.ITIMER_REAL, seconds)
         try:
             return fn(*args, **kwargs)
         finally:
             signal.setitimer(signal.ITIMER_REAL, 0)
             signal.signal(signal.SIGALRM, previous)
+            if earlier[0] > 0:  # someone else's timer was running: give it back
+                left = earlier[0] - (time.monotonic() - began)
+                signal.setitimer(signal.ITIMER_REAL, max(left, 0.001), earlier[1])
 
     return timed
 
@@ -239,6 +243,15 @@ class Chunk:
 
     def __len__(self) -> int:
         return len(self.items)
+
+    # Only what the worker needs travels: ``original`` (the caller's items, large arrays
+    # included), ``retries_left`` and ``started`` stay with the caller.
+    def __getstate__(self) -> tuple[Any, ...]:
+        return self.fn, self.items, self.crossing, self.shared, self.timeout
+
+    def __setstate__(self, state: tuple[Any, ...]) -> None:
+        self.fn, self.items, self.crossing, self.shared, self.timeout = state
+        self.original, self.retries_left, self.started = self.items, None, None
 
     def __call__(self) -> ChunkResult:
         in_worker = _context.IN_WORKER.set(True)

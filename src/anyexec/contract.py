@@ -19,9 +19,13 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
+from anyexec._tasks import Call, Chunk
 from anyexec.errors import ConfigError, Unsupported
 
-__all__ = ["Backend", "Crossing", "Option"]
+#: What an executor's ``submit`` receives from the core: a ``Call`` (one ``submit``) or a
+#: ``Chunk`` (several calls from ``map``). Both are zero-argument callables to run in a
+#: worker; a backend may look inside a Chunk (dask scatters its large arrays).
+__all__ = ["Backend", "Call", "Chunk", "Crossing", "Option"]
 
 #: What crosses into a backend's workers. ``"nothing"``: calls run in the caller's thread.
 #: ``"threads"``: other threads of this process, nothing is copied. ``"processes"`` and

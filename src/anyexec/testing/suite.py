@@ -34,6 +34,7 @@ __all__ = [
     "CleanupChecks",
     "ConformanceSuite",
     "ErrorChecks",
+    "FaultChecks",
     "Fixtures",
     "LifecycleChecks",
     "MapChecks",
@@ -296,6 +297,42 @@ class LifecycleChecks(Fixtures):
         )
 
 
+class FaultChecks(Fixtures):
+    """Per-task timeouts do what the backend declares (``interrupts_tasks``,
+    ``abandons_tasks``), or are refused with a ConfigError; never silently ignored."""
+
+    def test_coroutine_task_timeout(self, executor: Executor) -> None:
+        got: list[Any] = list(
+            executor.map(tasks.async_sleep_on, range(4), task_timeout=0.5, return_exceptions=True)
+        )
+        assert isinstance(got[1], anyexec.TaskTimeout), got
+        assert [got[0], got[2], got[3]] == [0, 2, 3]
+
+    def test_plain_function_task_timeout(self, executor: Executor) -> None:
+        import threading
+
+        backend = _backend_of(executor)
+        stoppable = (
+            backend.interrupts_tasks
+            or backend.abandons_tasks
+            or (
+                backend.crosses == "nothing"
+                and threading.current_thread() is threading.main_thread()
+            )
+        )
+        if not stoppable:
+            with pytest.raises(anyexec.ConfigError, match="task_timeout"):
+                executor.map(tasks.slow_on, range(4), task_timeout=0.5)
+            return
+        got = list(executor.map(tasks.slow_on, range(4), task_timeout=0.5, return_exceptions=True))
+        assert isinstance(got[0], anyexec.TaskTimeout), got
+        assert got[1:] == [1, 2, 3]
+
+    def test_return_exceptions(self, executor: Executor) -> None:
+        got = list(executor.map(tasks.fail_on, range(6), return_exceptions=True))
+        assert isinstance(got[3], tasks.TaskError) and got[:3] + got[4:] == [0, 1, 2, 4, 5]
+
+
 class NestingChecks(Fixtures):
     """``anyexec`` calls inside a task run serially: no deadlock, no oversubscription."""
 
@@ -398,6 +435,7 @@ class ConformanceSuite(
     SubmitChecks,
     ErrorChecks,
     LifecycleChecks,
+    FaultChecks,
     NestingChecks,
     CleanupChecks,
     SpeedupChecks,

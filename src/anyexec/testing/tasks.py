@@ -62,7 +62,9 @@ def sleep_for(x: Any, seconds: float = 0.05) -> Any:
 
 def slow_on(x: int, slow: int = 0, seconds: float = 30.0) -> int:
     if x == slow:
-        time.sleep(seconds)
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:  # in short sleeps, so a timer can stop it
+            time.sleep(0.05)
     return x
 
 
@@ -71,6 +73,13 @@ async def async_square(x: int) -> int:
 
     await anyio.sleep(0)
     return x * x
+
+
+async def async_sleep_on(x: int, slow: int = 1, seconds: float = 30.0) -> int:
+    import anyio
+
+    await anyio.sleep(seconds if x == slow else 0)
+    return x
 
 
 def where(x: Any) -> tuple[int, int]:

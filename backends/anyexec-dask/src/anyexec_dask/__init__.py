@@ -9,6 +9,7 @@ from __future__ import annotations
 import concurrent.futures as cf
 import logging
 import re
+import sys
 import threading
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -17,6 +18,7 @@ import dask
 import distributed
 
 from anyexec import Backend, ConfigError, Option, Unsupported, WorkerLost
+from anyexec.contract import Chunk
 
 __all__ = ["DaskBackend", "DaskExecutor", "SchedulerLost", "SchedulerUnreachable"]
 
@@ -33,6 +35,46 @@ class SchedulerLost(ConnectionError):
 
 def _run(call: Callable[[], Any]) -> Any:
     return call()
+
+
+#: Arrays at least this large (bytes) are scattered to the workers once, not pickled into
+#: the task graph.
+SCATTER_THRESHOLD = 1 << 20
+
+
+class _Slot:
+    """Stands in a chunk's arguments for the i-th scattered array."""
+
+    __slots__ = ("i",)
+
+    def __init__(self, i: int) -> None:
+        self.i = i
+
+    def __getstate__(self) -> int:
+        return self.i
+
+    def __setstate__(self, i: int) -> None:
+        self.i = i
+
+
+def _run_scattered(chunk: Chunk, *arrays: Any) -> Any:
+    """In the worker: put the scattered arrays (dask resolved the futures) back in place."""
+    chunk.items = [
+        tuple(arrays[a.i] if type(a) is _Slot else a for a in args) for args in chunk.items
+    ]
+    return chunk()
+
+
+def _big_arrays(chunk: Chunk) -> list[Any]:
+    np = sys.modules.get("numpy")
+    if np is None:
+        return []
+    found: dict[int, Any] = {}
+    for args in chunk.items:
+        for a in args:
+            if isinstance(a, np.ndarray) and a.nbytes >= SCATTER_THRESHOLD:
+                found[id(a)] = a
+    return list(found.values())
 
 
 class _DaskFuture(cf.Future):  # type: ignore[type-arg]
@@ -149,9 +191,33 @@ class DaskExecutor(cf.Executor):
         return self._wrap(self.client.submit(fn, *args, pure=False, **kwargs))
 
     def submit_batch(self, calls: Sequence[Callable[[], Any]]) -> list[cf.Future[Any]]:
+        """Chunks go in one ``client.map``; a chunk holding large numpy arrays scatters them
+        to the workers first (sent once, not embedded in the graph) and is submitted on
+        its own with the scattered futures as arguments."""
         if self._closed:
             raise RuntimeError("cannot schedule new futures after shutdown")
-        return [self._wrap(f) for f in self.client.map(_run, list(calls), pure=False)]
+        out: list[cf.Future[Any] | None] = [None] * len(calls)
+        plain: list[int] = []
+        for i, call in enumerate(calls):
+            arrays = _big_arrays(call) if isinstance(call, Chunk) else []
+            if not arrays:
+                plain.append(i)
+                continue
+            assert isinstance(call, Chunk)
+            futures = self.client.scatter(arrays, hash=False)
+            slots = {id(a): _Slot(n) for n, a in enumerate(arrays)}
+            skeleton = Chunk(
+                call.fn,
+                [tuple(slots.get(id(a), a) for a in args) for args in call.items],
+                call.crossing,
+                call.timeout,
+            )
+            out[i] = self._wrap(self.client.submit(_run_scattered, skeleton, *futures, pure=False))
+        if plain:
+            mapped = self.client.map(_run, [calls[i] for i in plain], pure=False)
+            for i, fut in zip(plain, mapped):
+                out[i] = self._wrap(fut)
+        return [f for f in out if f is not None]
 
     def kill(self) -> None:
         with self._lock:
