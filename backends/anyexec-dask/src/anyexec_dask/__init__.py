@@ -14,7 +14,6 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
-import dask
 import distributed
 
 from anyexec import Backend, ConfigError, Option, Unsupported, WorkerLost
@@ -124,20 +123,20 @@ class DaskExecutor(cf.Executor):
                 ) from None
             self.address = str(address or self.client.scheduler_info().get("address", ""))
         else:
-            with dask.config.set({"distributed.scheduler.worker-saturation": float("inf")}):
-                self.cluster = distributed.LocalCluster(
-                    n_workers=workers,
-                    threads_per_worker=options.get("threads_per_worker", 1),
-                    processes=True,
-                    host="127.0.0.1",
-                    # distributed always starts its HTTP server (dask/distributed#8136):
-                    # keep it on a free loopback port, and the dashboard pages off.
-                    dashboard_address="127.0.0.1:0",
-                    scheduler_kwargs={"dashboard": bool(options.get("dashboard", False))},
-                    silence_logs=logging.ERROR,
-                    memory_limit=options.get("memory_limit", "auto"),
-                    security=security,
-                )
+            self.cluster = distributed.LocalCluster(
+                n_workers=workers,
+                threads_per_worker=options.get("threads_per_worker", 1),
+                processes=True,
+                host="127.0.0.1",
+                # distributed always starts its HTTP server (dask/distributed#8136):
+                # keep it on a free loopback port, and the dashboard pages off.
+                dashboard_address="127.0.0.1:0",
+                scheduler_kwargs={"dashboard": bool(options.get("dashboard", False))},
+                # Quiet: workers log heartbeat errors while the cluster closes.
+                silence_logs=logging.CRITICAL,
+                memory_limit=options.get("memory_limit", "auto"),
+                security=security,
+            )
             self.client = distributed.Client(self.cluster, set_as_default=False)
             self.address = self.cluster.scheduler_address
 
