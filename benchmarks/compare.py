@@ -259,11 +259,14 @@ def section_cpu(backends: list[str], dask: Dask | None, repeat: int) -> None:
         mp_pool = WorkerPool(n_jobs=P, keep_alive=True)
         runs["mpire"] = lambda: mp_pool.map(fn, xs, progress_bar=False)
     rows = []
-    tps = {}
-    for label, run in runs.items():
-        run()
-        tps[label] = med(run, repeat)[0]
-        serial.append(med(lambda: [fn(x) for x in xs[:8]], 1)[0] * 4)  # Ts again, interleaved
+    for run in runs.values():
+        run()  # warm
+    samples: dict[str, list[float]] = {label: [] for label in runs}
+    for _ in range(repeat):  # interleaved rounds: a drifting core speed hits every tool alike
+        for label, run in runs.items():
+            samples[label].append(med(run, 1)[0])
+        serial.append(med(lambda: [fn(x) for x in xs], 1)[0])
+    tps = {label: statistics.median(v) for label, v in samples.items()}
     ts = statistics.median(serial)
     for label, tp in tps.items():
         rows.append([label, f"{tp:.3f}", f"{ts / tp:.2f}", f"{ts / tp / P:.2f}"])

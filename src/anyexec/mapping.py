@@ -172,9 +172,11 @@ class MapRun:
         # honours the deadline: a result asked for after it raises TimeoutError.
         self.late_check = engine._in_caller and self.end is not None
         self.window = buffersize
-        # Ordered: a FIFO of (future, chunk). Unordered: a dict plus a completion queue.
-        self.abandoned = 0
-        # A None future: a one-item chunk waiting to be re-run alone (``retries``).
+        # Refill once a quarter of the window is free, so each submission carries several
+        # chunks (one client.map call on dask instead of one per chunk).
+        self.refill_at = 1 if buffersize is None else max(1, buffersize // 4)
+        # Ordered: a FIFO of (future, chunk), where a None future is a one-item chunk
+        # waiting to be re-run alone (``retries``). Unordered: a dict and a done queue.
         self.fifo: deque[tuple[cf.Future[ChunkResult] | None, Chunk]] = deque()
         self.live: dict[cf.Future[ChunkResult], Chunk] = {}
         self.done: queue.SimpleQueue[cf.Future[ChunkResult]] = queue.SimpleQueue()
@@ -198,6 +200,8 @@ class MapRun:
             return
         in_flight = len(self.fifo) if self.ordered else len(self.live)
         room = (self.window - in_flight) if self.window is not None else math.inf
+        if room < self.refill_at and in_flight:
+            return
         batch: list[Chunk] = []
         while room > 0 and not self.exhausted:
             part = list(itertools.islice(self.items, self.sizer.next_size()))
@@ -287,7 +291,6 @@ class MapRun:
             stand_in: cf.Future[ChunkResult] = cf.Future()
             stand_in.set_result(([Failure(error, None)] * len(chunk), 0.0, True))
             self.engine._grow(1)
-            self.abandoned += 1
             fut.add_done_callback(lambda _: self.engine._grow(-1))  # capacity back when done
             if self.ordered:
                 self.fifo[0] = (stand_in, chunk)
