@@ -8,9 +8,9 @@ for N tasks:
 - Karp–Flatt serial fraction e = (1/S − 1/p) / (1 − 1/p), for p > 1.
 
 Ts runs through the ``serial`` backend on the same ``map`` code path as Tp, so both pay the
-same chunking costs. The pool is started and warmed (one pass over a few inputs) before the
-clock starts; its start-up time is reported on its own. Each time is the median of
-``repeat`` runs; min and max are kept.
+same chunking costs, and serial and parallel runs alternate. The pool is started and
+warmed (one pass over a few inputs) before the clock starts; its start-up time is
+reported on its own. Each time is the median of ``repeat`` runs; min and max are kept.
 """
 
 from __future__ import annotations
@@ -160,7 +160,9 @@ def time_serial(
 ) -> tuple[list[float], list[Any]]:
     """Ts: ``repeat`` timed runs through the ``serial`` backend, and the results."""
     with Executor("serial") as ex:
-        _run(ex, fn, inputs[: max(1, min(len(inputs), 4))], chunksize)  # warm caches
+        # One whole untimed pass first: the first run after start-up is slow (imports,
+        # caches, a CPU still clocking up) and would inflate every speedup measured on it.
+        _run(ex, fn, inputs, chunksize)
         times: list[float] = []
         out: list[Any] = []
         for _ in range(repeat):
@@ -183,29 +185,34 @@ def measure(
 ) -> Measurement:
     """Time ``fn`` over ``inputs`` serially and on ``backend`` with ``workers`` workers.
 
-    ``serial`` reuses a baseline from :func:`time_serial` (the bench shares one per
-    workload). Results are compared with the serial ones; a difference is reported in
-    ``results_match``/``mismatch``, never hidden.
+    Ts and Tp are measured in alternation, one serial run then one parallel run,
+    ``repeat`` times. ``serial`` passes the serial results from :func:`time_serial` (the
+    bench computes them once per workload). Results are compared with the serial ones; a
+    difference is reported in ``results_match``/``mismatch``, never hidden.
     """
     inputs = list(inputs)
     if repeat < 1:
         raise ValueError(f"repeat must be at least 1, got {repeat}")
-    ts_times, expected = (
-        serial
-        if serial is not None
-        else time_serial(fn, inputs, repeat=repeat, chunksize=chunksize)
-    )
+    if serial is not None:
+        expected = serial[1]
+    else:
+        _, expected = time_serial(fn, inputs, repeat=1, chunksize=chunksize)
     start = time.perf_counter()
     ex = Executor(backend, workers, **dict(options or {}))
     try:
         ex.start()
         startup = time.perf_counter() - start
         _run(ex, fn, inputs[: max(1, min(len(inputs), 2 * workers))], chunksize)  # warm-up
+        ts_times: list[float] = []
         tp_times: list[float] = []
         got: list[Any] = []
-        for _ in range(repeat):
-            t, got = _run(ex, fn, inputs, chunksize)
-            tp_times.append(t)
+        with Executor("serial") as baseline:
+            # Serial and parallel runs alternate, so a core whose speed drifts (shared
+            # machines, turbo clocks) slows both alike and S stays honest.
+            for _ in range(repeat):
+                ts_times.append(_run(baseline, fn, inputs, chunksize)[0])
+                t, got = _run(ex, fn, inputs, chunksize)
+                tp_times.append(t)
     finally:
         ex.shutdown(wait=True)
     mismatch = _same(expected, got)
