@@ -342,10 +342,16 @@ def section_thin(backends: list[str], dask: Dask | None, repeat: int) -> None:
         cm = start_blocking_portal()
         portal = cm.__enter__()
 
+        async def make_limiter() -> Any:
+            return anyio.CapacityLimiter(P)
+
+        limiter = portal.call(make_limiter)
+
+        async def in_thread(x: Any) -> Any:  # at most P at once, as anyexec's asyncio
+            return await anyio.to_thread.run_sync(tasks.sleep10ms, x, limiter=limiter)
+
         def raw_portal() -> list[Any]:
-            futs = [
-                portal.start_task_soon(anyio.to_thread.run_sync, tasks.sleep10ms, x) for x in xs
-            ]
+            futs = [portal.start_task_soon(in_thread, x) for x in xs]
             return [f.result() for f in futs]
 
         pairs.append(

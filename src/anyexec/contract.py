@@ -110,6 +110,9 @@ class Backend(abc.ABC):
     max_workers: ClassVar[int | None] = None
     #: Whether an executor can be opened again after shutdown (``with ex:`` after a close).
     reopenable: ClassVar[bool] = True
+    #: Chunks ``map`` keeps in flight per worker by default (``buffersize="auto"``); more
+    #: where each submission round trip is slow (a cluster scheduler).
+    chunks_per_worker: ClassVar[int] = 4
     #: Per-chunk run time that adaptive chunking aims at; raise it where each submission
     #: costs more (a cluster scheduler), lower it where latency matters.
     target_chunk_seconds: ClassVar[float] = 0.02

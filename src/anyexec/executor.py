@@ -30,9 +30,6 @@ __all__ = ["Executor"]
 
 T = TypeVar("T")
 
-#: Chunks in flight per worker when ``buffersize="auto"``.
-CHUNKS_PER_WORKER = 4
-
 
 class _Pool:
     """The backend executor an :class:`Executor` owns; closed by ``shutdown`` or, if the
@@ -390,8 +387,8 @@ class Executor(cf.Executor):
 
         - ``chunksize``: items per submission; ``"auto"`` adapts to measured task time.
         - ``ordered``: input order (default) or completion order.
-        - ``buffersize``: chunks in flight; ``"auto"`` is four per worker, so input is read
-          lazily; ``None`` submits everything at once like the standard library.
+        - ``buffersize``: chunks in flight; ``"auto"`` is four per worker (sixteen on dask),
+          so input is read lazily; ``None`` submits everything at once like the standard library.
         - ``timeout``: seconds from this call until every result must be in, else
           ``TimeoutError`` (as ``concurrent.futures``).
         - ``progress``: True (or a description, or tqdm keyword arguments) shows a bar
@@ -516,7 +513,7 @@ class Executor(cf.Executor):
         if not iterables:
             raise TypeError("map() needs at least one iterable")
         if buffersize == "auto":
-            window: int | None = CHUNKS_PER_WORKER * self.workers
+            window: int | None = self._settings.backend.chunks_per_worker * self.workers
         elif buffersize is None:
             window = None
         elif isinstance(buffersize, int) and not isinstance(buffersize, bool) and buffersize >= 1:

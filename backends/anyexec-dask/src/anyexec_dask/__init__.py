@@ -246,6 +246,8 @@ class DaskBackend(Backend):
     crosses = "cluster"
     # Each submission costs ~1-2 ms in the scheduler: aim chunks at 100 ms.
     target_chunk_seconds = 0.1
+    # A client.map round trip costs milliseconds: keep more chunks queued at the scheduler.
+    chunks_per_worker = 16
     options = {
         "address": Option(str, "Scheduler address tcp://HOST:PORT; unset starts a LocalCluster."),
         "scheduler_file": Option(str, "Scheduler file written by `dask scheduler`."),
