@@ -85,6 +85,8 @@ class ChunkSizer:
         self.size = fixed or 1
         self.per_item: float | None = None
         self.handed_out = 0
+        #: False while adaptive sizes are still growing towards the target.
+        self.settled = fixed is not None
 
     def next_size(self) -> int:
         size = self.size
@@ -104,6 +106,7 @@ class ChunkSizer:
         self.per_item = sample if self.per_item is None else 0.5 * self.per_item + 0.5 * sample
         ideal = self.target / self.per_item if self.per_item > 0 else float(self.max_size)
         grown = min(ideal, self.size * GROWTH)
+        self.settled = grown >= ideal or grown >= self.max_size
         self.size = max(1, min(self.max_size, int(grown)))
 
 
@@ -199,7 +202,12 @@ class MapRun:
         if self.recovering:
             return
         in_flight = len(self.fifo) if self.ordered else len(self.live)
-        room = (self.window - in_flight) if self.window is not None else math.inf
+        window = self.window
+        if window is not None and not self.sizer.settled:
+            # Sizes still growing from one item: keep few chunks in flight, so the window
+            # is not filled with chunks far smaller than the next measurement allows.
+            window = min(window, 2 * self.engine.workers)
+        room = (window - in_flight) if window is not None else math.inf
         if room < self.refill_at and in_flight:
             return
         batch: list[Chunk] = []
