@@ -156,6 +156,11 @@ class Backend(abc.ABC):
             f"cancelled (see docs/reliability.md)"
         )
 
+    def exit_codes(self, executor: cf.Executor | None) -> list[str]:
+        """How workers of a broken ``executor`` ended (``EXIT(3)``, ``SIGKILL(-9)``), for
+        the WorkerLost message; empty where the backend cannot tell (or says it itself)."""
+        return []
+
     def grow(self, executor: cf.Executor, workers: int) -> None:
         """Add (or, negative, remove) worker capacity; used when a timed-out task is
         abandoned. Only called where :attr:`abandons_tasks` is true."""

@@ -145,6 +145,7 @@ class Executor(cf.Executor):
         self._settings = settings
         self._task_timeout = None
         self._retries = 0
+        self._last_broken: cf.Executor | None = None
         self._lock = threading.RLock()
         self._pool = _Pool(settings.backend)
         self._finalizer = weakref.finalize(self, self._pool.close, False, True)
@@ -205,6 +206,7 @@ class Executor(cf.Executor):
         """A worker died and the backend's pool refuses work: start a fresh one."""
         with self._lock:
             if self._pool.inner is broken:
+                self._last_broken = broken  # for the exit codes in the errors still to come
                 self._pool.close(wait=False, cancel_futures=True)
             return self._inner()
 
@@ -294,9 +296,11 @@ class Executor(cf.Executor):
                     "`if __name__ == '__main__':`, which the spawn and forkserver start "
                     "methods need"
                 )
+            codes = self._settings.backend.exit_codes(self._pool.inner or self._last_broken)
+            how = f" (worker exit codes: {', '.join(codes)})" if codes else ""
             lost = WorkerLost(
                 f"a worker of backend {self.backend!r} died while running this "
-                f"task: {type(exc).__name__}: {exc}{hint}"
+                f"task{how}: {type(exc).__name__}: {exc}{hint}"
             )
             lost.__cause__ = exc
             return lost

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import multiprocessing
+import signal
 import sys
 from typing import Any
 
@@ -17,6 +18,66 @@ from anyexec._limits import limit_native_threads, threads_per_worker
 from anyexec.config import available_cpus
 from anyexec.contract import Backend, Option
 from anyexec.errors import ConfigError
+
+
+class _Tracks:
+    """Mixed into the worker Process class: remember how a worker ended when the pool
+    joins it (a pool broken by a dead worker does not say which one, or how)."""
+
+    _sink: dict[int, int]
+
+    def join(self, timeout: float | None = None) -> None:
+        super().join(timeout)  # type: ignore[misc]
+        _note(self, self._sink)
+
+
+def _note(proc: Any, sink: dict[int, int]) -> None:
+    code = proc.exitcode  # polls the process: known as soon as it has died
+    if code not in (None, 0, -signal.SIGTERM):  # the pool's own SIGTERMs are not news
+        sink[proc.pid] = code
+
+
+_TRACKED: dict[type, type] = {}
+for _name in ("ForkServerProcess", "SpawnProcess", "ForkProcess"):
+    _base = getattr(multiprocessing.context, _name, None)
+    if _base is not None:  # module-level classes: worker processes are pickled by reference
+        _cls = type(f"Tracked{_name}", (_Tracks, _base), {"__module__": __name__})
+        globals()[_cls.__name__] = _TRACKED[_base] = _cls
+
+
+class _ExitCodes:
+    """A start-method context whose worker processes record how they ended."""
+
+    def __init__(self, ctx: Any) -> None:
+        self._ctx = ctx
+        self.ended: dict[int, int] = {}
+
+    def Process(self, *args: Any, **kwargs: Any) -> Any:
+        proc = _TRACKED.get(self._ctx.Process, self._ctx.Process)(*args, **kwargs)
+        proc._sink = self.ended
+        return proc
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._ctx, name)
+
+
+def describe_exit(code: int) -> str:
+    """``EXIT(3)`` or ``SIGKILL(-9)``, as loky writes them."""
+    if code < 0:
+        try:
+            return f"{signal.Signals(-code).name}({code})"
+        except ValueError:
+            return f"SIGNAL({code})"
+    return f"EXIT({code})"
+
+
+def exit_codes(executor: cf.Executor) -> list[str]:
+    """How the workers of a broken pool ended (those not stopped by the pool itself)."""
+    ctx = getattr(executor, "_mp_context", None)
+    ended: dict[int, int] = getattr(ctx, "ended", {})
+    for proc in list((getattr(executor, "_processes", None) or {}).values()):
+        _note(proc, ended)
+    return sorted({describe_exit(c) for c in ended.values()})
 
 
 def default_start_method() -> str:
@@ -39,6 +100,9 @@ class ProcessBackend(Backend):
         ),
     }
 
+    def exit_codes(self, executor: cf.Executor | None) -> list[str]:
+        return [] if executor is None else exit_codes(executor)
+
     def kill(self, executor: cf.Executor) -> None:
         """Terminate every worker process; their tasks fail with WorkerLost and the next
         submission starts a fresh pool."""
@@ -59,7 +123,7 @@ class ProcessBackend(Backend):
                 f"(available: {', '.join(multiprocessing.get_all_start_methods())})"
             )
         kwargs: dict[str, Any] = {
-            "mp_context": multiprocessing.get_context(method),
+            "mp_context": _ExitCodes(multiprocessing.get_context(method)),
             # BLAS/OpenMP pools held to about cores / workers threads each (loky does too).
             "initializer": limit_native_threads,
             "initargs": (threads_per_worker(workers, available_cpus()),),
