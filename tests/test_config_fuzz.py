@@ -105,7 +105,9 @@ def test_config_file_contents(doc: str, as_pyproject: bool) -> None:
 @given(
     backend=st.one_of(st.none(), names, values),
     workers=values,
-    options=st.dictionaries(keys.filter(lambda k: k not in ("backend", "workers")), values, max_size=3),
+    options=st.dictionaries(
+        keys.filter(lambda k: k not in ("backend", "workers")), values, max_size=3
+    ),
 )
 def test_arguments(backend, workers, options) -> None:  # type: ignore[no-untyped-def]
     try:

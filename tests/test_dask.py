@@ -46,11 +46,12 @@ class RealCluster:
     workers: list[subprocess.Popen[bytes]] = field(default_factory=list)
     address: str = ""
 
-    def start(self, n_workers: int) -> RealCluster:
+    def start(self, n_workers: int, env: dict[str, str] | None = None) -> RealCluster:
         sched_file = self.folder / "scheduler.json"
         port = free_port()
         self.scheduler = subprocess.Popen(
-            [
+            env={**os.environ, **(env or {})},
+            args=[
                 *_dask_cli(),
                 "scheduler",
                 "--host",
@@ -93,6 +94,9 @@ class RealCluster:
         return self
 
     def stop(self) -> None:
+        for proc in self.workers:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGCONT)  # a stopped worker cannot handle SIGTERM
         for proc in [*self.workers, self.scheduler]:
             if proc is not None and proc.poll() is None:
                 proc.terminate()
@@ -163,6 +167,22 @@ def test_worker_killed_mid_map_loses_nothing(fresh_cluster: RealCluster) -> None
         fresh_cluster.workers[0].send_signal(signal.SIGKILL)
         got.extend(it)
     assert got == list(range(200))
+
+
+def test_worker_made_unreachable_mid_map_loses_nothing(tmp_path: Path) -> None:
+    """A worker that stops answering (SIGSTOP: its connections stay open, it just goes
+    silent) is removed by the scheduler after worker-ttl; its tasks run elsewhere."""
+    real = RealCluster(tmp_path)
+    try:
+        real.start(2, env={"DASK_DISTRIBUTED__SCHEDULER__WORKER_TTL": "3s"})
+        with anyexec.Executor("dask", workers=2, address=real.address) as ex:
+            it = ex.map(tasks.sleep_for, range(100), chunksize=2)
+            got = [next(it) for _ in range(10)]
+            real.workers[0].send_signal(signal.SIGSTOP)
+            got.extend(it)
+        assert got == list(range(100))
+    finally:
+        real.stop()
 
 
 def test_unreachable_scheduler_names_the_address() -> None:
