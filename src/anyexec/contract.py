@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import abc
 import concurrent.futures as cf
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
@@ -25,7 +26,7 @@ from anyexec.errors import ConfigError, Unsupported
 #: What an executor's ``submit`` receives from the core: a ``Call`` (one ``submit``) or a
 #: ``Chunk`` (several calls from ``map``). Both are zero-argument callables to run in a
 #: worker; a backend may look inside a Chunk (dask scatters its large arrays).
-__all__ = ["Backend", "Call", "Chunk", "Crossing", "Option"]
+__all__ = ["Backend", "Call", "Chunk", "Crossing", "Option", "PendingFutures"]
 
 #: What crosses into a backend's workers. ``"nothing"``: calls run in the caller's thread.
 #: ``"threads"``: other threads of this process, nothing is copied. ``"processes"`` and
@@ -90,6 +91,32 @@ class Option:
                 continue
         names = " or ".join(t.__name__ for t in types)
         raise ConfigError(f"{source}: option {name!r} expects {names}, got {text!r}")
+
+
+class PendingFutures:
+    """The futures an executor handed out that are not done yet (thread-safe): a helper
+    for backends whose engine cannot cancel its queue itself (``shutdown(cancel_futures=
+    True)``, ``kill``)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._futures: set[cf.Future[Any]] = set()
+
+    def track(self, fut: cf.Future[Any]) -> cf.Future[Any]:
+        with self._lock:
+            self._futures.add(fut)
+        fut.add_done_callback(self._forget)
+        return fut
+
+    def _forget(self, fut: cf.Future[Any]) -> None:
+        with self._lock:
+            self._futures.discard(fut)
+
+    def cancel_all(self) -> None:
+        with self._lock:
+            pending = list(self._futures)
+        for fut in pending:
+            fut.cancel()
 
 
 class Backend(abc.ABC):

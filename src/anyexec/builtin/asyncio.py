@@ -20,7 +20,7 @@ import anyio.from_thread
 import anyio.to_thread
 
 from anyexec._tasks import Call, Chunk, _is_async
-from anyexec.contract import Backend, Option
+from anyexec.contract import Backend, Option, PendingFutures
 from anyexec.errors import BackendUnavailable
 
 
@@ -32,7 +32,7 @@ class PortalExecutor(cf.Executor):
         self._portal = self._cm.__enter__()
         self._limiter = self._portal.call(self._make_limiter, workers)
         self._lock = threading.Lock()
-        self._pending: set[cf.Future[Any]] = set()
+        self._pending = PendingFutures()
         self._shutdown = False
 
     @staticmethod
@@ -54,23 +54,12 @@ class PortalExecutor(cf.Executor):
             raise RuntimeError("cannot schedule new futures after shutdown")
         # Not under the lock: start_task_soon waits for the loop thread, whose done
         # callbacks take the lock.
-        fut = self._portal.start_task_soon(self._run, fn, args, kwargs)
-        with self._lock:
-            self._pending.add(fut)
-        fut.add_done_callback(self._forget)
-        return fut
-
-    def _forget(self, fut: cf.Future[Any]) -> None:
-        with self._lock:
-            self._pending.discard(fut)
+        return self._pending.track(self._portal.start_task_soon(self._run, fn, args, kwargs))
 
     def cancel_running(self) -> None:
         """Cancel every task in the loop: coroutines stop at their next await; plain
         functions already in a worker thread finish, their results discarded."""
-        with self._lock:
-            pending = list(self._pending)
-        for fut in pending:
-            fut.cancel()
+        self._pending.cancel_all()
 
     def grow(self, workers: int) -> None:
         def change() -> None:
@@ -83,10 +72,8 @@ class PortalExecutor(cf.Executor):
             if self._shutdown:
                 return
             self._shutdown = True
-            pending = list(self._pending)
         if cancel_futures:
-            for fut in pending:
-                fut.cancel()
+            self._pending.cancel_all()
         if wait:
             self._cm.__exit__(None, None, None)
         else:

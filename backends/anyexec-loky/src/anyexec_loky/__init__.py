@@ -9,13 +9,13 @@ death (exit, signal, out-of-memory kill) and fails the affected futures with
 from __future__ import annotations
 
 import concurrent.futures as cf
-import threading
 from collections.abc import Callable
 from typing import Any
 
 from loky import get_reusable_executor
 
 from anyexec import Backend, Option
+from anyexec.contract import PendingFutures
 
 __all__ = ["LokyBackend", "LokyExecutor"]
 
@@ -26,8 +26,7 @@ class LokyExecutor(cf.Executor):
 
     def __init__(self, **params: Any) -> None:
         self._params = params
-        self._lock = threading.Lock()
-        self._pending: set[cf.Future[Any]] = set()
+        self._pending = PendingFutures()
         self._closed = False
         self._pool = get_reusable_executor(**params)
         self._killed: Any = None
@@ -38,23 +37,12 @@ class LokyExecutor(cf.Executor):
         pool = self._pool
         if pool._flags.broken or pool._flags.shutdown:  # a worker died: loky gives a new pool
             pool = self._pool = get_reusable_executor(**self._params)
-        fut: cf.Future[Any] = pool.submit(fn, *args, **kwargs)
-        with self._lock:
-            self._pending.add(fut)
-        fut.add_done_callback(self._forget)
-        return fut
-
-    def _forget(self, fut: cf.Future[Any]) -> None:
-        with self._lock:
-            self._pending.discard(fut)
+        return self._pending.track(pool.submit(fn, *args, **kwargs))
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         self._closed = True
         if cancel_futures:
-            with self._lock:
-                pending = list(self._pending)
-            for fut in pending:
-                fut.cancel()
+            self._pending.cancel_all()
         # Leave no worker behind: the reusable pool ends here; the next use starts another.
         # (A pool just killed is left alone: a second shutdown would undo kill_workers.)
         if self._killed is not self._pool:
