@@ -26,7 +26,7 @@ from anyexec.errors import ConfigError, Unsupported
 #: What an executor's ``submit`` receives from the core: a ``Call`` (one ``submit``) or a
 #: ``Chunk`` (several calls from ``map``). Both are zero-argument callables to run in a
 #: worker; a backend may look inside a Chunk (dask scatters its large arrays).
-__all__ = ["Backend", "Call", "Chunk", "Crossing", "Option", "PendingFutures"]
+__all__ = ["Backend", "Call", "Chunk", "Crossing", "Option", "PendingFutures", "cancel_unqueued"]
 
 #: What crosses into a backend's workers. ``"nothing"``: calls run in the caller's thread.
 #: ``"threads"``: other threads of this process, nothing is copied. ``"processes"`` and
@@ -91,6 +91,23 @@ class Option:
                 continue
         names = " or ".join(t.__name__ for t in types)
         raise ConfigError(f"{source}: option {name!r} expects {names}, got {text!r}")
+
+
+def cancel_unqueued(fut: cf.Future[Any]) -> bool:
+    """Cancel a future that no pool will dequeue, and tell its waiters.
+
+    A pool calls ``set_running_or_notify_cancel()`` on each future it dequeues; a future a
+    backend made itself (mirroring an engine's own) is never dequeued, so without this
+    ``wait()`` and ``as_completed()`` would not count it as done. Safe from any thread.
+    """
+    if not cf.Future.cancel(fut):
+        return False
+    with fut._condition:  # type: ignore[attr-defined]
+        if fut._state == cf._base.CANCELLED:  # type: ignore[attr-defined]
+            fut._state = cf._base.CANCELLED_AND_NOTIFIED  # type: ignore[attr-defined]
+            for waiter in fut._waiters:  # type: ignore[attr-defined]
+                waiter.add_cancelled(fut)
+    return True
 
 
 class PendingFutures:

@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 from anyexec import config
 from anyexec._shared import SharedStore
 from anyexec._tasks import Call, Chunk, ChunkResult, _is_async
-from anyexec.contract import Backend
+from anyexec.contract import Backend, cancel_unqueued
 from anyexec.errors import ConfigError, UnpicklableError, WorkerLost
 from anyexec.mapping import aiter_map, iter_map
 
@@ -64,15 +64,18 @@ class _Future(cf.Future):  # type: ignore[type-arg]
 
     def cancel(self) -> bool:
         if self._inner.cancel():
-            return super().cancel()
+            return self._cancel_and_notify()
         return self.cancelled()
+
+    def _cancel_and_notify(self) -> bool:
+        return cancel_unqueued(self)
 
     def running(self) -> bool:
         return not self.done() and self._inner.running()
 
     def _copy(self, inner: cf.Future[Any]) -> None:
         if inner.cancelled():
-            super().cancel()
+            self._cancel_and_notify()
             return
         if self.done():
             return

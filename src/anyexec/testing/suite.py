@@ -193,6 +193,16 @@ class SubmitChecks(Fixtures):
         got = sorted(f.result() for f in cf.as_completed(futs, timeout=WAIT))
         assert got == [i * i for i in range(20)]
 
+    def test_cancelled_futures_count_as_done(self, make_executor: Any) -> None:
+        ex = make_executor(workers=1)
+        busy = ex.submit(tasks.sleep_then, 0.5)
+        queued = [ex.submit(tasks.square, i) for i in range(4)]
+        cancelled = [f for f in queued if f.cancel()]
+        _, not_done = cf.wait(queued, timeout=WAIT)
+        assert not not_done, f"{ex.backend}: wait() does not see cancelled futures as done"
+        assert all(f.cancelled() for f in cancelled)
+        assert busy.result(timeout=WAIT) == 0.5
+
     def test_wait(self, executor: Executor) -> None:
         futs = [executor.submit(tasks.square, i) for i in range(10)]
         done, not_done = cf.wait(futs, timeout=WAIT)

@@ -17,7 +17,7 @@ from typing import Any
 import distributed
 
 from anyexec import Backend, ConfigError, Option, Unsupported, WorkerLost
-from anyexec.contract import Chunk
+from anyexec.contract import Chunk, cancel_unqueued
 
 __all__ = ["DaskBackend", "DaskExecutor", "SchedulerLost", "SchedulerUnreachable"]
 
@@ -89,8 +89,14 @@ class _DaskFuture(cf.Future):  # type: ignore[type-arg]
         if self.done():
             return self.cancelled()
         self._asked_to_cancel = True
-        self._inner.cancel()
-        return super().cancel()
+        try:
+            self._inner.cancel()
+        except Exception:  # the client already closed: nothing left to cancel there
+            pass
+        return self.cancel_and_notify()
+
+    def cancel_and_notify(self) -> bool:
+        return cancel_unqueued(self)
 
 
 class DaskExecutor(cf.Executor):
@@ -160,7 +166,7 @@ class DaskExecutor(cf.Executor):
                 outer.set_result(inner.result())
             elif status == "cancelled":
                 if outer._asked_to_cancel or self._closed:
-                    outer.cancel()
+                    outer.cancel_and_notify()
                 else:
                     outer.set_exception(
                         SchedulerLost(
@@ -230,11 +236,16 @@ class DaskExecutor(cf.Executor):
             return
         self._closed = True
         with self._lock:
-            pending = list(self._pending)
+            pending = dict(self._pending)
         if cancel_futures and pending:
-            self.client.cancel(pending)
+            try:
+                self.client.cancel(list(pending))
+            except Exception:  # the client already closed (at interpreter exit)
+                pass
         elif wait and pending:
-            distributed.wait(pending)
+            # Wait on our own futures: distributed.wait() needs a default client, and
+            # ours is deliberately not the default one.
+            cf.wait(list(pending.values()))
         self.client.close()
         if self.cluster is not None:  # ours: close it; one we connected to stays up
             self.cluster.close()
