@@ -21,7 +21,7 @@ from typing import Any
 from anyexec import registry
 from anyexec.config import available_cpus
 from anyexec.errors import ConfigError
-from anyexec.measure import Measurement, efficiency, measure, speedup, time_serial
+from anyexec.measure import Measurement, measure, serial_results
 from anyexec.workloads import WORKLOADS, Workload
 
 __all__ = ["BenchResult", "machine_info", "parse_workers_list", "run_bench"]
@@ -168,46 +168,17 @@ class BenchResult:
         return "\n".join(lines)
 
     def csv(self) -> str:
+        """One row per measurement: its identity, then the summary of :meth:`to_dict`."""
         buf = io.StringIO()
         writer = csv.writer(buf)
-        writer.writerow(
-            [
-                "backend",
-                "workload",
-                "workers",
-                "tasks",
-                "ts_median",
-                "tp_median",
-                "tp_min",
-                "tp_max",
-                "speedup",
-                "efficiency",
-                "throughput",
-                "overhead_per_task",
-                "karp_flatt",
-                "startup",
-                "results_match",
-            ]
-        )
-        for m in self.measurements:
+        head = ["backend", "workload", "workers", "tasks"]
+        tail = ["startup", "results_match"]
+        for i, m in enumerate(self.measurements):
+            data = m.to_dict()
+            if i == 0:
+                writer.writerow(head + list(data["summary"]) + tail)
             writer.writerow(
-                [
-                    m.backend,
-                    m.workload,
-                    m.workers,
-                    m.tasks,
-                    m.ts,
-                    m.tp,
-                    min(m.parallel_times),
-                    max(m.parallel_times),
-                    m.speedup,
-                    m.efficiency,
-                    m.throughput,
-                    m.overhead_per_task,
-                    m.karp_flatt,
-                    m.startup,
-                    m.results_match,
-                ]
+                [data[k] for k in head] + list(data["summary"].values()) + [data[k] for k in tail]
             )
         return buf.getvalue()
 
@@ -284,7 +255,7 @@ def run_bench(
     for wl in workloads:
         fn = wl.task(size)
         inputs = wl.inputs(tasks)
-        serial = time_serial(fn, inputs, repeat=repeat)
+        expected = serial_results(fn, inputs)
         for backend in backends:
             limit = registry.get(backend).max_workers
             counts = sorted({min(p, limit) if limit else p for p in workers})
@@ -299,7 +270,7 @@ def run_bench(
                         workers=p,
                         repeat=repeat,
                         workload=wl.name,
-                        serial=serial,
+                        expected=expected,
                     )
                 except Exception as exc:
                     result.errors.append(
@@ -322,7 +293,7 @@ def run_bench(
             for steps in GRANULARITY_SIZES:
                 fn = cpu.task(steps)
                 inputs = cpu.inputs(max(8 * top, 16))
-                ts_times, expected = time_serial(fn, inputs, repeat=repeat)
+                expected = serial_results(fn, inputs)
                 try:
                     m = measure(
                         fn,
@@ -330,7 +301,7 @@ def run_bench(
                         backend=backend,
                         workers=top,
                         repeat=repeat,
-                        serial=(ts_times, expected),
+                        expected=expected,
                     )
                 except Exception as exc:
                     result.errors.append(
@@ -342,7 +313,7 @@ def run_bench(
                         }
                     )
                     break
-                points.append((m.ts / m.tasks, efficiency(speedup(m.ts, m.tp), m.workers)))
+                points.append((m.ts / m.tasks, m.efficiency))
             result.metg.append(MetgResult(backend, top, points, _metg(points)))
     return result
 

@@ -10,6 +10,7 @@ completion order with ``ordered=False``.
 from __future__ import annotations
 
 import concurrent.futures as cf
+import contextlib
 import itertools
 import math
 import operator
@@ -443,21 +444,13 @@ async def aiter_map(
         run.refill()
         while run.active():
             left = run.remaining()
-            with anyio.fail_after(left) if left is not None else _no_deadline():
+            with anyio.fail_after(left) if left is not None else contextlib.nullcontext():
                 fut = await await_first(run.candidates())
             chunk = run.fifo[0][1] if run.ordered else run.live[fut]
             for value in _outcomes(run.take(fut, chunk), run.return_exceptions):
                 yield value
     finally:
         run.cancel()
-
-
-class _no_deadline:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> None:
-        return None
 
 
 def _progress_bar(progress: Any, total: int | None) -> Any:

@@ -31,8 +31,8 @@ __all__ = [
     "karp_flatt",
     "measure",
     "overhead_per_task",
+    "serial_results",
     "speedup",
-    "time_serial",
 ]
 
 #: Version of the JSON form of a Measurement; bump on any incompatible change.
@@ -155,20 +155,12 @@ def _same(a: list[Any], b: list[Any]) -> str | None:
     return None
 
 
-def time_serial(
-    fn: Callable[..., Any], inputs: Sequence[Any], *, repeat: int = 5, chunksize: Any = "auto"
-) -> tuple[list[float], list[Any]]:
-    """Ts: ``repeat`` timed runs through the ``serial`` backend, and the results."""
+def serial_results(
+    fn: Callable[..., Any], inputs: Sequence[Any], *, chunksize: Any = "auto"
+) -> list[Any]:
+    """The reference results: one untimed run through the ``serial`` backend."""
     with Executor("serial") as ex:
-        # One whole untimed pass first: the first run after start-up is slow (imports,
-        # caches, a CPU still clocking up) and would inflate every speedup measured on it.
-        _run(ex, fn, inputs, chunksize)
-        times: list[float] = []
-        out: list[Any] = []
-        for _ in range(repeat):
-            t, out = _run(ex, fn, inputs, chunksize)
-            times.append(t)
-    return times, out
+        return _run(ex, fn, inputs, chunksize)[1]
 
 
 def measure(
@@ -181,22 +173,20 @@ def measure(
     chunksize: int | str = "auto",
     options: Mapping[str, Any] | None = None,
     workload: str | None = None,
-    serial: tuple[list[float], list[Any]] | None = None,
+    expected: list[Any] | None = None,
 ) -> Measurement:
     """Time ``fn`` over ``inputs`` serially and on ``backend`` with ``workers`` workers.
 
     Ts and Tp are measured in alternation, one serial run then one parallel run,
-    ``repeat`` times. ``serial`` passes the serial results from :func:`time_serial` (the
-    bench computes them once per workload). Results are compared with the serial ones; a
-    difference is reported in ``results_match``/``mismatch``, never hidden.
+    ``repeat`` times. ``expected`` passes the serial results from :func:`serial_results`
+    (the bench computes them once per workload). Results are compared with the serial
+    ones; a difference is reported in ``results_match``/``mismatch``, never hidden.
     """
     inputs = list(inputs)
     if repeat < 1:
         raise ValueError(f"repeat must be at least 1, got {repeat}")
-    if serial is not None:
-        expected = serial[1]
-    else:
-        _, expected = time_serial(fn, inputs, repeat=1, chunksize=chunksize)
+    if expected is None:
+        expected = serial_results(fn, inputs, chunksize=chunksize)
     start = time.perf_counter()
     ex = Executor(backend, workers, **dict(options or {}))
     try:
