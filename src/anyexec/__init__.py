@@ -11,21 +11,64 @@ by changing the code that calls ``map``.
 
 from __future__ import annotations
 
-from anyexec._current import current, map, submit, using
-from anyexec._shared import shared_array
-from anyexec.contract import Backend, Option
-from anyexec.errors import (
-    AnyexecError,
-    BackendNotFound,
-    BackendUnavailable,
-    ConfigError,
-    TaskTimeout,
-    UnpicklableError,
-    Unsupported,
-    WorkerLost,
-)
-from anyexec.executor import Executor
-from anyexec.registry import BackendInfo, backends
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from anyexec._current import current, map, submit, using
+    from anyexec._shared import shared_array
+    from anyexec.contract import Backend, Option
+    from anyexec.errors import (
+        AnyexecError,
+        BackendNotFound,
+        BackendUnavailable,
+        ConfigError,
+        TaskTimeout,
+        UnpicklableError,
+        Unsupported,
+        WorkerLost,
+    )
+    from anyexec.executor import Executor
+    from anyexec.registry import BackendInfo, backends
+
+# The public names load on first use (PEP 562): a worker process that unpickles a task
+# imports only what the task needs (anyexec._tasks), not the configuration and registry
+# machinery -- which made every new process worker pay ~0.1 s of imports.
+_WHERE = {
+    "current": "_current",
+    "map": "_current",
+    "submit": "_current",
+    "using": "_current",
+    "shared_array": "_shared",
+    "Backend": "contract",
+    "Option": "contract",
+    "AnyexecError": "errors",
+    "BackendNotFound": "errors",
+    "BackendUnavailable": "errors",
+    "ConfigError": "errors",
+    "TaskTimeout": "errors",
+    "UnpicklableError": "errors",
+    "Unsupported": "errors",
+    "WorkerLost": "errors",
+    "Executor": "executor",
+    "BackendInfo": "registry",
+    "backends": "registry",
+}
+
+
+def __getattr__(name: str) -> Any:
+    where = _WHERE.get(name)
+    if where is None:
+        raise AttributeError(f"module 'anyexec' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(f"anyexec.{where}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_WHERE))
+
 
 __version__ = "0.1.0"
 

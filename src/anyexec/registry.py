@@ -17,11 +17,13 @@ import threading
 import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass
-from importlib.metadata import EntryPoint, entry_points
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from anyexec.contract import Backend
 from anyexec.errors import BackendNotFound, BackendUnavailable
+
+if TYPE_CHECKING:
+    from importlib.metadata import EntryPoint
 
 __all__ = ["GROUP", "BackendInfo", "backends", "get", "refresh"]
 
@@ -58,6 +60,8 @@ def _dist_of(ep: EntryPoint) -> tuple[str, str]:
 
 
 def _entry_points() -> list[EntryPoint]:
+    from importlib.metadata import entry_points  # ~40 ms: only when backends are looked up
+
     return list(entry_points(group=GROUP))
 
 

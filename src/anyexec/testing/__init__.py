@@ -23,13 +23,25 @@ See ``docs/conformance.md`` for what each section checks and the stability promi
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pytest
+if TYPE_CHECKING:
+    import pytest
 
-from anyexec.testing.suite import ConformanceSuite
+    from anyexec.testing.suite import ConformanceSuite
 
 __all__ = ["ConformanceSuite"]
+
+
+def __getattr__(name: str) -> Any:
+    # pytest loads on first use only: workers that unpickle anyexec.testing.tasks
+    # functions must not pay for importing pytest.
+    if name == "ConformanceSuite":
+        from anyexec.testing.suite import ConformanceSuite
+
+        return ConformanceSuite
+    raise AttributeError(f"module 'anyexec.testing' has no attribute {name!r}")
+
 
 _SUITE = str(Path(__file__).with_name("conformance.py"))
 
@@ -64,6 +76,8 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "anyexec_conformance: part of anyexec's conformance suite")
     # With no test paths given, `--anyexec-backend` runs the suite alone. Given paths, only
     # those run: they hold a ConformanceSuite subclass (as anyexec's own tests/ does).
+    import pytest
+
     explicit = getattr(config, "args_source", None) == pytest.Config.ArgsSource.ARGS
     if config.getoption("anyexec_backend") and not explicit:
         config.args[:] = [_SUITE]
@@ -94,6 +108,8 @@ def parse_options(pairs: list[str]) -> dict[str, Any]:
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not key:
+            import pytest
+
             raise pytest.UsageError(f"--anyexec-option {pair!r}: expected KEY=VALUE")
         out[key.strip()] = value
     return out
