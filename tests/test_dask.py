@@ -46,7 +46,9 @@ class RealCluster:
     workers: list[subprocess.Popen[bytes]] = field(default_factory=list)
     address: str = ""
 
-    def start(self, n_workers: int, env: dict[str, str] | None = None) -> RealCluster:
+    def start(
+        self, n_workers: int, env: dict[str, str] | None = None, nanny: bool = False
+    ) -> RealCluster:
         sched_file = self.folder / "scheduler.json"
         port = free_port()
         self.scheduler = subprocess.Popen(
@@ -78,7 +80,7 @@ class RealCluster:
                         self.address,
                         "--nthreads",
                         "1",
-                        "--no-nanny",
+                        "--nanny" if nanny else "--no-nanny",
                         "--no-dashboard",
                         "--host",
                         "127.0.0.1",
@@ -183,6 +185,65 @@ def test_worker_made_unreachable_mid_map_loses_nothing(tmp_path: Path) -> None:
         assert got == list(range(100))
     finally:
         real.stop()
+
+
+def _abandoned_per_worker(ex: anyexec.Executor) -> dict[str, int]:
+    from anyexec.contract import abandoned_threads
+
+    client = ex._pool.inner.client  # type: ignore[union-attr]
+    return dict(client.run(abandoned_threads))
+
+
+def _wait_for_restart(ex: anyexec.Executor, before: set[str]) -> dict[str, int]:
+    """Until two workers run, none holds an abandoned thread, and one is new."""
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        now = _abandoned_per_worker(ex)
+        if len(now) == 2 and not any(now.values()) and set(now) != before:
+            return now
+        time.sleep(0.2)
+    raise AssertionError(f"no restart: {before} -> {_abandoned_per_worker(ex)}")
+
+
+def test_task_timeout_abandons_a_plain_function_and_restarts_its_worker() -> None:
+    """A worker thread cannot be interrupted: the call is abandoned in the worker (its
+    result discarded), everything else goes on, and the worker restarts once idle."""
+    with anyexec.Executor("dask", workers=2, task_timeout=0.5) as ex:
+        ex.start()
+        before = set(_abandoned_per_worker(ex))
+        with pytest.raises(anyexec.TaskTimeout, match=r"task_timeout of 0\.5 s"):
+            ex.submit(tasks.sleep_then, 60).result(timeout=60)
+        assert ex.submit(tasks.square, 3).result(timeout=60) == 9
+        _wait_for_restart(ex, before)
+        out = list(ex.map(tasks.slow_on, range(10), return_exceptions=True))
+        assert isinstance(out[0], anyexec.TaskTimeout) and out[1:] == list(range(1, 10))
+
+
+def test_task_timeout_on_a_real_cluster_with_nannies(tmp_path: Path) -> None:
+    real = RealCluster(tmp_path)
+    try:
+        real.start(2, nanny=True)
+        with anyexec.Executor("dask", workers=2, address=real.address) as ex:
+            ex.start()
+            before = set(_abandoned_per_worker(ex))
+            out = list(
+                ex.map(tasks.sleep_then, [0, 60, 0, 0], task_timeout=0.5, return_exceptions=True)
+            )
+            assert out[0] == 0 and out[2:] == [0, 0]
+            assert isinstance(out[1], anyexec.TaskTimeout)
+            _wait_for_restart(ex, before)
+    finally:
+        real.stop()
+
+
+def test_task_timeout_without_a_nanny_leaves_the_thread(cluster: RealCluster) -> None:
+    """No nanny would start a closed worker again: the abandoned thread runs on there."""
+    with anyexec.Executor("dask", workers=2, address=cluster.address, task_timeout=0.5) as ex:
+        with pytest.raises(anyexec.TaskTimeout):
+            ex.submit(tasks.sleep_then, 3).result(timeout=60)
+        assert ex.submit(tasks.square, 4).result(timeout=60) == 16
+        assert sum(_abandoned_per_worker(ex).values()) == 1
+        assert cluster.n_workers() == 2
 
 
 def test_unreachable_scheduler_names_the_address() -> None:

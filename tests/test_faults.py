@@ -40,7 +40,19 @@ def job(x: int) -> int:
     return x * 2
 
 
-@pytest.mark.parametrize("backend", PROCESS_BACKENDS)
+WORKER_BACKENDS = [
+    *PROCESS_BACKENDS,
+    pytest.param(
+        "dask",
+        marks=pytest.mark.skipif(
+            not __import__("importlib").util.find_spec("anyexec_dask"),
+            reason="anyexec-dask not installed",
+        ),
+    ),
+]
+
+
+@pytest.mark.parametrize("backend", WORKER_BACKENDS)
 def test_hangs_and_crashes_cost_only_their_own_tasks(backend: str) -> None:
     with anyexec.Executor(backend, workers=2) as ex:
         out = list(ex.map(job, range(200), task_timeout=1, retries=1, return_exceptions=True))

@@ -84,7 +84,8 @@ class Failure:
 def _timed(fn: Callable[..., Any], seconds: float) -> Callable[..., Any]:
     """``fn`` stopped after ``seconds`` by a SIGALRM timer: for workers that run tasks in
     their main thread (process pools, serial in the main thread). The task gets a
-    TaskTimeout raised where it is, and the worker lives on."""
+    TaskTimeout raised where it is, and the worker lives on. Workers that run tasks in
+    threads (dask) use :func:`anyexec._watch.run_watched` instead."""
     import signal
 
     def on_alarm(signum: int, frame: Any) -> None:
@@ -104,6 +105,12 @@ def _timed(fn: Callable[..., Any], seconds: float) -> Callable[..., Any]:
                 signal.setitimer(signal.ITIMER_REAL, max(left, 0.001), earlier[1])
 
     return timed
+
+
+def _in_main_thread() -> bool:
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
 
 
 def _is_async(fn: Callable[..., Any]) -> bool:
@@ -179,8 +186,16 @@ class Call:
         try:
             if _is_async(self.fn):
                 return run_async(self._await)
-            fn = self.fn if self.timeout is None else _timed(self.fn, self.timeout)
-            return fn(*self.args, **self.kwargs)
+            if self.timeout is None:
+                return self.fn(*self.args, **self.kwargs)
+            if _in_main_thread():
+                return _timed(self.fn, self.timeout)(*self.args, **self.kwargs)
+            from anyexec._watch import run_watched
+
+            (outcome,), failed = run_watched(self._plain, [()], self.timeout, False)
+            if failed:
+                raise outcome.exc
+            return outcome
         except Exception as exc:
             if self.crossing:
                 raise _portable(exc) from None
@@ -188,6 +203,9 @@ class Call:
         finally:
             _context.USING.reset(using)
             _context.IN_WORKER.reset(in_worker)
+
+    def _plain(self) -> Any:
+        return self.fn(*self.args, **self.kwargs)
 
     async def _await(self) -> Any:
         return await _await_limited(self.fn(*self.args, **self.kwargs), self.timeout)
@@ -263,16 +281,21 @@ class Chunk:
                 result: ChunkResult = run_async(self._gather, None)
                 return result
             fn, crossing = self.fn, self.crossing
-            if self.timeout is not None:
-                fn = _timed(fn, self.timeout)
-            out: list[Any] = []
-            append = out.append
-            failed = False
             items = self.items
             if self.shared:
                 from anyexec._shared import unshare
 
                 items = unshare(items)
+            if self.timeout is not None:
+                if not _in_main_thread():
+                    from anyexec._watch import run_watched
+
+                    outcomes, failed = run_watched(fn, items, self.timeout, crossing)
+                    return outcomes, time.perf_counter() - start, failed
+                fn = _timed(fn, self.timeout)
+            out: list[Any] = []
+            append = out.append
+            failed = False
             for args in items:
                 try:
                     append(fn(*args))

@@ -21,12 +21,22 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
 from anyexec._tasks import Call, Chunk
+from anyexec._watch import abandoned as abandoned_threads
 from anyexec.errors import ConfigError, Unsupported
 
 #: What an executor's ``submit`` receives from the core: a ``Call`` (one ``submit``) or a
 #: ``Chunk`` (several calls from ``map``). Both are zero-argument callables to run in a
 #: worker; a backend may look inside a Chunk (dask scatters its large arrays).
-__all__ = ["Backend", "Call", "Chunk", "Crossing", "Option", "PendingFutures", "cancel_unqueued"]
+__all__ = [
+    "Backend",
+    "Call",
+    "Chunk",
+    "Crossing",
+    "Option",
+    "PendingFutures",
+    "abandoned_threads",
+    "cancel_unqueued",
+]
 
 #: What crosses into a backend's workers. ``"nothing"``: calls run in the caller's thread.
 #: ``"threads"``: other threads of this process, nothing is copied. ``"processes"`` and
@@ -160,8 +170,10 @@ class Backend(abc.ABC):
     #: Per-chunk run time that adaptive chunking aims at; raise it where each submission
     #: costs more (a cluster scheduler), lower it where latency matters.
     target_chunk_seconds: ClassVar[float] = 0.02
-    #: Whether a running plain-function task can be stopped (``task_timeout``): true where
-    #: workers run tasks in a process's main thread, so a timer signal reaches them.
+    #: Whether the worker itself enforces ``task_timeout`` on a running plain function:
+    #: true where workers run tasks in a process's main thread, so a timer signal stops
+    #: the call, and where workers are processes that run tasks in threads and the backend
+    #: restarts a worker left with an abandoned call (:func:`abandoned_threads`; dask).
     interrupts_tasks: ClassVar[bool] = False
     #: Whether a task past ``task_timeout`` can at least be abandoned: its result discarded
     #: and the pool given a replacement worker (:meth:`grow`) while it runs on.

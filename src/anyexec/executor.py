@@ -489,8 +489,8 @@ class Executor(cf.Executor):
             return seconds
         raise ConfigError(
             f"task_timeout: backend {self.backend!r} cannot stop a running plain function "
-            f"(its tasks run in threads, which Python cannot interrupt). Use backend 'process' "
-            f"or 'loky', make the task a coroutine function, or use map(task_timeout=...), "
+            f"(its tasks run in threads, which Python cannot interrupt). Use backend 'process', "
+            f"'loky' or 'dask', make the task a coroutine function, or use map(task_timeout=...), "
             f"which abandons the task where the backend allows it"
         )
 

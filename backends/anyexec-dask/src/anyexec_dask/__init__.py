@@ -17,7 +17,7 @@ from typing import Any
 import distributed
 
 from anyexec import Backend, ConfigError, Option, Unsupported, WorkerLost
-from anyexec.contract import Chunk, cancel_unqueued
+from anyexec.contract import Chunk, abandoned_threads, cancel_unqueued
 
 __all__ = ["DaskBackend", "DaskExecutor", "SchedulerLost", "SchedulerUnreachable"]
 
@@ -32,8 +32,46 @@ class SchedulerLost(ConnectionError):
     """The connection to the dask scheduler went away while the task was pending."""
 
 
-def _run(call: Callable[[], Any]) -> Any:
-    return call()
+def _run(call: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    try:
+        return call(*args, **kwargs)
+    finally:
+        if abandoned_threads():
+            _restart_when_idle()
+
+
+_RESTARTING: set[str] = set()  # workers of this process with a restart scheduled
+
+
+def _restart_when_idle() -> None:
+    """In a worker that abandoned a task past its task_timeout (its thread runs on): have
+    the nanny restart the worker process once it holds no task and no result, so the
+    restart loses nothing and re-runs nothing. Without a nanny nothing would start it
+    again, so the thread is left to run on."""
+    try:
+        worker = distributed.get_worker()
+    except ValueError:
+        return
+    if not worker.nanny or worker.address in _RESTARTING:
+        return
+    _RESTARTING.add(worker.address)
+    worker.loop.add_callback(_restart_idle, worker)
+
+
+async def _restart_idle(worker: distributed.Worker) -> None:
+    import asyncio
+
+    from distributed.core import Status
+
+    quiet = 0
+    while worker.status == Status.running:
+        quiet = 0 if worker.state.tasks else quiet + 1
+        if quiet >= 3:  # idle for three looks in a row, 0.3 s
+            await worker.close_gracefully(
+                restart=True, reason="anyexec: a task's thread was abandoned past task_timeout"
+            )
+            return
+        await asyncio.sleep(0.1)
 
 
 #: Arrays at least this large (bytes) are scattered to the workers once, not pickled into
@@ -61,7 +99,7 @@ def _run_scattered(chunk: Chunk, *arrays: Any) -> Any:
     chunk.items = [
         tuple(arrays[a.i] if type(a) is _Slot else a for a in args) for args in chunk.items
     ]
-    return chunk()
+    return _run(chunk)
 
 
 def _big_arrays(chunk: Chunk) -> list[Any]:
@@ -76,13 +114,29 @@ def _big_arrays(chunk: Chunk) -> list[Any]:
     return list(found.values())
 
 
+class _EmbeddedCluster(distributed.LocalCluster):  # type: ignore[misc]
+    """A LocalCluster that keeps its nannies: each restarts its worker after a crash.
+
+    SpecCluster closes for good any nanny whose worker is missing 15 s after a worker was
+    removed (``distributed.deploy.lost-worker-timeout``); a worker that happens to be
+    restarting then, after repeated crashes, is taken away with its nanny, and once both
+    are gone every task waits forever. The embedded cluster's nannies always restart their
+    workers, so removals only update the worker list here.
+    """
+
+    def _update_worker_status(self, op: str, msg: Any) -> None:
+        if op == "remove":
+            distributed.deploy.cluster.Cluster._update_worker_status(self, op, msg)
+        else:
+            super()._update_worker_status(op, msg)
+
+
 class _DaskFuture(cf.Future):  # type: ignore[type-arg]
     """A standard future mirroring one dask future; ``cancel`` cancels the dask task."""
 
-    def __init__(self, owner: DaskExecutor, inner: distributed.Future[Any]) -> None:
+    def __init__(self, inner: distributed.Future[Any]) -> None:
         super().__init__()
-        self._owner = owner
-        self._inner = inner
+        self._inner: distributed.Future[Any] | None = inner
         self._asked_to_cancel = False
 
     def cancel(self) -> bool:
@@ -90,7 +144,9 @@ class _DaskFuture(cf.Future):  # type: ignore[type-arg]
             return self.cancelled()
         self._asked_to_cancel = True
         try:
-            self._inner.cancel()
+            inner = self._inner  # None once the result was copied
+            if inner is not None:
+                inner.cancel()
         except Exception:  # the client already closed: nothing left to cancel there
             pass
         return self.cancel_and_notify()
@@ -129,7 +185,7 @@ class DaskExecutor(cf.Executor):
                 ) from None
             self.address = str(address or self.client.scheduler_info().get("address", ""))
         else:
-            self.cluster = distributed.LocalCluster(
+            self.cluster = _EmbeddedCluster(
                 n_workers=workers,
                 threads_per_worker=options.get("threads_per_worker", 1),
                 processes=True,
@@ -149,7 +205,7 @@ class DaskExecutor(cf.Executor):
     # -- futures ------------------------------------------------------------------------
 
     def _wrap(self, inner: distributed.Future[Any]) -> _DaskFuture:
-        outer = _DaskFuture(self, inner)
+        outer = _DaskFuture(inner)
         with self._lock:
             self._pending[inner] = outer  # keeps the dask future, hence the task, alive
         inner.add_done_callback(self._copy)
@@ -161,6 +217,16 @@ class DaskExecutor(cf.Executor):
         if outer is None or outer.done():
             return
         status = inner.status
+        if status in ("pending", "lost"):
+            # Done, then its result was lost with a worker before this ran: the scheduler
+            # computes it again; wait for that.
+            with self._lock:
+                self._pending[inner] = outer
+            inner.add_done_callback(self._copy)
+            return
+        # Let go of the dask future once copied: the scheduler then frees its result on
+        # the worker now, not whenever the caller's future is garbage-collected.
+        outer._inner = None
         try:
             if status == "finished":
                 outer.set_result(inner.result())
@@ -174,7 +240,7 @@ class DaskExecutor(cf.Executor):
                             f"scheduler at {self.address}"
                         )
                     )
-            else:
+            else:  # "error"
                 exc = inner.exception()
                 if isinstance(exc, distributed.KilledWorker):
                     lost = WorkerLost(
@@ -193,7 +259,7 @@ class DaskExecutor(cf.Executor):
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> cf.Future[Any]:
         if self._closed:
             raise RuntimeError("cannot schedule new futures after shutdown")
-        return self._wrap(self.client.submit(fn, *args, pure=False, **kwargs))
+        return self._wrap(self.client.submit(_run, fn, *args, pure=False, **kwargs))
 
     def submit_batch(self, calls: Sequence[Callable[[], Any]]) -> list[cf.Future[Any]]:
         """Chunks go in one ``client.map``; a chunk holding large numpy arrays scatters them
@@ -255,6 +321,9 @@ class DaskBackend(Backend):
     """dask.distributed: an embedded LocalCluster, or a scheduler at `address`."""
 
     crosses = "cluster"
+    # task_timeout: a worker thread cannot be interrupted, so the call is abandoned in the
+    # worker (anyexec._watch) and that worker restarted by its nanny once idle.
+    interrupts_tasks = True
     # Each submission costs ~1-2 ms in the scheduler: aim chunks at 100 ms.
     target_chunk_seconds = 0.1
     # A client.map round trip costs milliseconds: keep more chunks queued at the scheduler.
