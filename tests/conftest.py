@@ -1,14 +1,14 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+import threading
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from anyexec import config, registry
-
-pytest_plugins = ["anyexec.testing"]
 
 pytest_plugins = ["anyexec.testing"]
 
@@ -39,3 +39,33 @@ def refresh_registry() -> Iterator[None]:
     registry.refresh()
     yield
     registry.refresh()
+
+
+def assert_cycles_leak_nothing(cycle: Callable[[], object], times: int) -> None:
+    """Run ``cycle`` once (interpreter-wide helpers such as the forkserver start then), then
+    ``times`` times: the counts of threads, file descriptors and child processes must come
+    back to where they were (within 30 s, for processes still exiting)."""
+    psutil = pytest.importorskip("psutil")
+    me = psutil.Process()
+
+    def counts() -> tuple[int, int, int]:
+        return threading.active_count(), me.num_fds(), len(me.children(recursive=True))
+
+    cycle()
+    time.sleep(0.5)
+    before = counts()
+    for _ in range(times):
+        cycle()
+    deadline = time.monotonic() + 30
+    after = counts()
+    while time.monotonic() < deadline and not all(a <= b for a, b in zip(after, before)):
+        time.sleep(0.2)
+        after = counts()
+    assert all(a <= b for a, b in zip(after, before)), (
+        f"threads, fds, children after {times} cycles: {before} -> {after}"
+    )
+
+
+@pytest.fixture
+def leak_check() -> Callable[[Callable[[], object], int], None]:
+    return assert_cycles_leak_nothing

@@ -13,6 +13,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -244,6 +245,18 @@ def test_task_timeout_without_a_nanny_leaves_the_thread(cluster: RealCluster) ->
         assert ex.submit(tasks.square, 4).result(timeout=60) == 16
         assert sum(_abandoned_per_worker(ex).values()) == 1
         assert cluster.n_workers() == 2
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_open_close_cycles_on_a_real_scheduler_leak_nothing(
+    cluster: RealCluster, leak_check: Any
+) -> None:
+    def cycle() -> None:
+        with anyexec.Executor("dask", workers=2, address=cluster.address) as ex:
+            ex.submit(tasks.square, 2).result(timeout=120)
+
+    leak_check(cycle, 1000)
 
 
 def test_unreachable_scheduler_names_the_address() -> None:
