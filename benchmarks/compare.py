@@ -13,7 +13,8 @@ is a ratio of two figures from the same run. Sections:
 3. CPU-bound 20 ms tasks: efficiency against raw pools, loky, joblib and mpire;
 4. thin wrapper: 10 ms tasks with the same chunksize, anyexec against the raw executor;
 5. large arrays: 16 × 50 MiB, arr.sum(), against joblib's memmapping on fresh arrays;
-6. memory: peak RSS growth over a 10,000,000-item generator, per backend.
+6. memory: peak RSS growth over a 10,000,000-item generator, per backend;
+7. start-up: create a pool, get one result, close it, against the raw pool doing the same.
 """
 
 from __future__ import annotations
@@ -496,6 +497,76 @@ def section_memory(backends: list[str], dask: Dask | None, items: int) -> None:
     table(["backend", "seconds", "µs per task", "peak RSS growth MiB", "< 50 MB"], rows)
 
 
+def _raw_cycles() -> dict[str, tuple[str, Callable[[], Any]]]:
+    """What each backend wraps, doing the same cycle: create, one result, close."""
+
+    def thread() -> None:
+        with cf.ThreadPoolExecutor(P) as ex:
+            ex.submit(tasks.noop, 2).result()
+
+    def process() -> None:
+        ctx = multiprocessing.get_context("forkserver")
+        with cf.ProcessPoolExecutor(P, mp_context=ctx) as ex:
+            ex.submit(tasks.noop, 2).result()
+
+    def loky() -> None:
+        from loky import get_reusable_executor
+
+        ex = get_reusable_executor(max_workers=P)
+        ex.submit(tasks.noop, 2).result()
+        ex.shutdown(wait=True)
+
+    def dask() -> None:
+        import distributed
+
+        with (
+            distributed.LocalCluster(
+                n_workers=P,
+                threads_per_worker=1,
+                host="127.0.0.1",
+                dashboard_address="127.0.0.1:0",
+                silence_logs=logging.ERROR,
+            ) as cluster,
+            distributed.Client(cluster, set_as_default=False) as client,
+        ):
+            client.submit(tasks.noop, 2).result()
+
+    return {
+        "thread": ("ThreadPoolExecutor", thread),
+        "asyncio": ("ThreadPoolExecutor", thread),
+        "process": ("ProcessPoolExecutor (forkserver)", process),
+        "loky": ("loky get_reusable_executor + shutdown", loky),
+        "dask": ("LocalCluster + Client", dask),
+    }
+
+
+def section_startup(backends: list[str], repeat: int) -> None:
+    say("## 7. Start-up: create a pool, get one result, close it (2 workers)")
+    say()
+    say("Seconds per cycle (median); the first cycle, which starts interpreter-wide helpers")
+    say("such as the forkserver, is not counted.")
+    say()
+    raw = _raw_cycles()
+    rows = []
+    for b in backends:
+
+        def ours(b: str = b) -> None:
+            with anyexec.Executor(b, P) as ex:
+                ex.submit(tasks.noop, 2).result()
+
+        n = max(3, repeat // 3) if b == "dask" else repeat * 4
+        ours()
+        t_ours = med(ours, n)[0]
+        peer, run = raw.get(b, ("", None))
+        if run is None:
+            rows.append([b, f"{t_ours:.3f}", "", "", ""])
+            continue
+        run()
+        t_raw = med(run, n)[0]
+        rows.append([b, f"{t_ours:.3f}", peer, f"{t_raw:.3f}", f"{t_ours / t_raw:.2f}"])
+    table(["backend", "anyexec s", "raw equivalent", "raw s", "ratio"], rows)
+
+
 def versions() -> str:
     out = []
     for d in ("anyexec", "anyio", "loky", "joblib", "dask", "distributed", "mpire", "numpy"):
@@ -511,7 +582,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, help="write the markdown report here")
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--memory-items", type=int, default=10_000_000)
-    parser.add_argument("--sections", default="1,2,3,4,5,6")
+    parser.add_argument("--sections", default="1,2,3,4,5,6,7")
     args = parser.parse_args()
     backends = [b.name for b in anyexec.backends() if b.available]
     say(f"Command: `python benchmarks/compare.py {' '.join(sys.argv[1:])}`".replace(" `", "`", 0))
@@ -536,6 +607,8 @@ def main() -> None:
             section_arrays(backends, dask, min(args.repeat, 3))
         if "6" in wanted:
             section_memory(backends, dask, args.memory_items)
+        if "7" in wanted:
+            section_startup(backends, args.repeat)
     finally:
         if dask is not None:
             dask.close()

@@ -16,6 +16,7 @@ Fixtures a subclass may override:
 from __future__ import annotations
 
 import concurrent.futures as cf
+import functools
 import itertools
 import threading
 import time
@@ -334,7 +335,10 @@ class FaultChecks(Fixtures):
             with pytest.raises(anyexec.ConfigError, match="task_timeout"):
                 executor.map(tasks.slow_on, range(4), task_timeout=0.5)
             return
-        got = list(executor.map(tasks.slow_on, range(4), task_timeout=0.5, return_exceptions=True))
+        # 5 s, ten times the limit: long enough to prove the task was stopped or
+        # abandoned, short enough that an abandoned thread does not hold up shutdown long.
+        slow = functools.partial(tasks.slow_on, seconds=5)
+        got = list(executor.map(slow, range(4), task_timeout=0.5, return_exceptions=True))
         assert isinstance(got[0], anyexec.TaskTimeout), got
         assert got[1:] == [1, 2, 3]
 
