@@ -15,50 +15,10 @@ import sys
 from typing import Any
 
 from anyexec._limits import limit_native_threads, threads_per_worker
+from anyexec.builtin._workers import ExitCodes, note_exit
 from anyexec.config import available_cpus
 from anyexec.contract import Backend, Option
 from anyexec.errors import ConfigError
-
-
-class _Tracks:
-    """Mixed into the worker Process class: remember how a worker ended when the pool
-    joins it (a pool broken by a dead worker does not say which one, or how)."""
-
-    _sink: dict[int, int]
-
-    def join(self, timeout: float | None = None) -> None:
-        super().join(timeout)  # type: ignore[misc]
-        _note(self, self._sink)
-
-
-def _note(proc: Any, sink: dict[int, int]) -> None:
-    code = proc.exitcode  # polls the process: known as soon as it has died
-    if code not in (None, 0, -signal.SIGTERM):  # the pool's own SIGTERMs are not news
-        sink[proc.pid] = code
-
-
-_TRACKED: dict[type, type] = {}
-for _name in ("ForkServerProcess", "SpawnProcess", "ForkProcess"):
-    _base = getattr(multiprocessing.context, _name, None)
-    if _base is not None:  # module-level classes: worker processes are pickled by reference
-        _cls = type(f"Tracked{_name}", (_Tracks, _base), {"__module__": __name__})
-        globals()[_cls.__name__] = _TRACKED[_base] = _cls
-
-
-class _ExitCodes:
-    """A start-method context whose worker processes record how they ended."""
-
-    def __init__(self, ctx: Any) -> None:
-        self._ctx = ctx
-        self.ended: dict[int, int] = {}
-
-    def Process(self, *args: Any, **kwargs: Any) -> Any:
-        proc = _TRACKED.get(self._ctx.Process, self._ctx.Process)(*args, **kwargs)
-        proc._sink = self.ended
-        return proc
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._ctx, name)
 
 
 def describe_exit(code: int) -> str:
@@ -76,12 +36,12 @@ def exit_codes(executor: cf.Executor) -> list[str]:
     ctx = getattr(executor, "_mp_context", None)
     ended: dict[int, int] = getattr(ctx, "ended", {})
     for proc in list((getattr(executor, "_processes", None) or {}).values()):
-        _note(proc, ended)
+        note_exit(proc, ended)
     return sorted({describe_exit(c) for c in ended.values()})
 
 
 #: Modules every worker needs to run a task; see :func:`_preload`.
-PRELOAD = ("anyexec._tasks", "anyexec._limits")
+PRELOAD = ("anyexec._tasks", "anyexec._limits", "anyexec.builtin._workers")
 
 
 def _preload(ctx: Any) -> None:
@@ -144,7 +104,7 @@ class ProcessBackend(Backend):
         if method == "forkserver":
             _preload(ctx)
         kwargs: dict[str, Any] = {
-            "mp_context": _ExitCodes(ctx),
+            "mp_context": ExitCodes(ctx),
             # BLAS/OpenMP pools held to about cores / workers threads each (loky does too).
             "initializer": limit_native_threads,
             "initargs": (threads_per_worker(workers, available_cpus()),),
