@@ -241,7 +241,7 @@ def test_task_timeout_without_a_nanny_leaves_the_thread(cluster: RealCluster) ->
     """No nanny would start a closed worker again: the abandoned thread runs on there."""
     with anyexec.Executor("dask", workers=2, address=cluster.address, task_timeout=0.5) as ex:
         with pytest.raises(anyexec.TaskTimeout):
-            ex.submit(tasks.sleep_then, 3).result(timeout=60)
+            ex.submit(tasks.sleep_then, 20).result(timeout=60)
         assert ex.submit(tasks.square, 4).result(timeout=60) == 16
         assert sum(_abandoned_per_worker(ex).values()) == 1
         assert cluster.n_workers() == 2

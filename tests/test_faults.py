@@ -58,9 +58,42 @@ def test_hangs_and_crashes_cost_only_their_own_tasks(backend: str) -> None:
         out = list(ex.map(job, range(200), task_timeout=1, retries=1, return_exceptions=True))
     good = {i: o for i, o in enumerate(out) if not isinstance(o, Exception)}
     errors = {i: type(o) for i, o in enumerate(out) if isinstance(o, Exception)}
-    assert len(good) == 192 and all(o == i * 2 for i, o in good.items())
+    assert len(good) == 192 and all(o == i * 2 for i, o in good.items()), {
+        i: repr(o)[:300] for i, o in enumerate(out) if isinstance(o, Exception)
+    }
     assert {i for i, t in errors.items() if t is anyexec.TaskTimeout} == {7, 47, 87, 127, 167}
     assert {i for i, t in errors.items() if t is anyexec.WorkerLost} == {13, 101, 177}
+
+
+def test_retries_unordered_and_async() -> None:
+    """The retry path of unordered and async maps: only the task that kills its worker
+    fails, each other result arrives."""
+    import anyio
+
+    xs = [x for x in range(40) if x % 40 != 7]  # 13 kills its worker
+
+    def check(out: list[object]) -> None:
+        lost = [x for x, o in zip(xs, out) if isinstance(o, anyexec.WorkerLost)]
+        assert lost == [13] and all(o == x * 2 for x, o in zip(xs, out) if x != 13), out
+
+    with anyexec.Executor("process", workers=2) as ex:
+        out = list(
+            ex.map(_tagged, xs, ordered=False, retries=1, return_exceptions=True, chunksize=4)
+        )
+        errors = [o for o in out if isinstance(o, Exception)]
+        assert len(errors) == 1 and isinstance(errors[0], anyexec.WorkerLost), out
+        got = dict(o for o in out if not isinstance(o, Exception))
+        assert got == {x: x * 2 for x in xs if x != 13}
+
+        async def collect() -> list[object]:
+            it = ex.amap(job, xs, retries=1, return_exceptions=True, chunksize=4)
+            return [o async for o in it]
+
+        check(anyio.run(collect))
+
+
+def _tagged(x: int) -> tuple[int, int]:
+    return x, job(x)
 
 
 def test_task_timeout_is_a_timeout_error_that_keeps_the_worker() -> None:

@@ -229,14 +229,21 @@ class MapRun:
                 self.live[fut] = chunk
                 fut.add_done_callback(self.done.put)
 
+    def _running_besides_head(self) -> list[cf.Future[ChunkResult]]:
+        later = itertools.islice(self.fifo, 1, None)
+        return [f for f, _ in later if f is not None and not f.done()]
+
     def _launch_retry(self) -> None:
-        """Submit the next chunk waiting to be re-run, alone, when its turn has come."""
+        """Submit the next chunk waiting to be re-run when its turn has come and nothing
+        else runs: on a pool that a worker's death breaks (process, loky) everything in
+        flight has failed by then; on dask, chunks on other workers run on, and a retry
+        running beside one that kills its worker would be hit again."""
         if self.ordered:
             fut, chunk = self.fifo[0]
-            if fut is None:
+            if fut is None and not self._running_besides_head():
                 self.fifo[0] = (self._resubmit(chunk), chunk)
             return
-        if self.requeue and not any(f in self.retrying for f in self.live):
+        if self.requeue and all(f.done() for f in self.live):
             chunk = self.requeue.popleft()
             new = self._resubmit(chunk)
             self.live[new] = chunk
@@ -251,7 +258,8 @@ class MapRun:
         """The futures whose completion lets the map go on."""
         self._launch_retry()
         if self.ordered:
-            return [f for f, _ in list(self.fifo)[:1] if f is not None]
+            head = self.fifo[0][0]
+            return [head] if head is not None else self._running_besides_head()
         return list(self.live)
 
     def wait_next(self) -> tuple[cf.Future[ChunkResult], Chunk]:
@@ -262,7 +270,12 @@ class MapRun:
             wait = left if self.abandon_after is None else min(POLL if left is None else left, POLL)
             if self.ordered:
                 fut, chunk = self.fifo[0]
-                assert fut is not None
+                if fut is None:  # a retry waits for the chunks still running to end
+                    if left is not None and left <= 0:
+                        raise cf.TimeoutError()
+                    cf.wait(self._running_besides_head(), wait, cf.FIRST_COMPLETED)
+                    self._launch_retry()
+                    continue
                 try:
                     fut.result(timeout=wait)
                     return fut, chunk
@@ -446,6 +459,8 @@ async def aiter_map(
             left = run.remaining()
             with anyio.fail_after(left) if left is not None else contextlib.nullcontext():
                 fut = await await_first(run.candidates())
+            if run.ordered and run.fifo[0][0] is not fut:
+                continue  # a chunk ran out beside a retry waiting to run alone: now it can
             chunk = run.fifo[0][1] if run.ordered else run.live[fut]
             for value in _outcomes(run.take(fut, chunk), run.return_exceptions):
                 yield value

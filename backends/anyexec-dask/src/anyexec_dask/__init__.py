@@ -65,6 +65,9 @@ async def _restart_idle(worker: distributed.Worker) -> None:
 
     quiet = 0
     while worker.status == Status.running:
+        if not abandoned_threads():  # the abandoned calls ended by themselves: no restart
+            _RESTARTING.discard(worker.address)
+            return
         quiet = 0 if worker.state.tasks else quiet + 1
         if quiet >= 3:  # idle for three looks in a row, 0.3 s
             await worker.close_gracefully(
