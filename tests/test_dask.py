@@ -163,13 +163,18 @@ def test_address_from_config_file(cluster: RealCluster) -> None:
         assert list(ex.map(tasks.square, range(5))) == [0, 1, 4, 9, 16]
 
 
-def test_worker_killed_mid_map_loses_nothing(fresh_cluster: RealCluster) -> None:
-    with anyexec.Executor("dask", workers=2, address=fresh_cluster.address) as ex:
-        it = ex.map(tasks.sleep_for, range(200), chunksize=2)
-        got = [next(it) for _ in range(20)]
-        fresh_cluster.workers[0].send_signal(signal.SIGKILL)
+def _map_losing_a_worker(real: RealCluster, n: int, after: int, sig: signal.Signals) -> list[int]:
+    """Map ``n`` short tasks; after ``after`` results, send ``sig`` to the first worker."""
+    with anyexec.Executor("dask", workers=2, address=real.address) as ex:
+        it = ex.map(tasks.sleep_for, range(n), chunksize=2)
+        got = [next(it) for _ in range(after)]
+        real.workers[0].send_signal(sig)
         got.extend(it)
-    assert got == list(range(200))
+    return got
+
+
+def test_worker_killed_mid_map_loses_nothing(fresh_cluster: RealCluster) -> None:
+    assert _map_losing_a_worker(fresh_cluster, 200, 20, signal.SIGKILL) == list(range(200))
 
 
 def test_worker_made_unreachable_mid_map_loses_nothing(tmp_path: Path) -> None:
@@ -178,12 +183,7 @@ def test_worker_made_unreachable_mid_map_loses_nothing(tmp_path: Path) -> None:
     real = RealCluster(tmp_path)
     try:
         real.start(2, env={"DASK_DISTRIBUTED__SCHEDULER__WORKER_TTL": "3s"})
-        with anyexec.Executor("dask", workers=2, address=real.address) as ex:
-            it = ex.map(tasks.sleep_for, range(100), chunksize=2)
-            got = [next(it) for _ in range(10)]
-            real.workers[0].send_signal(signal.SIGSTOP)
-            got.extend(it)
-        assert got == list(range(100))
+        assert _map_losing_a_worker(real, 100, 10, signal.SIGSTOP) == list(range(100))
     finally:
         real.stop()
 

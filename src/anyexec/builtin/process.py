@@ -46,7 +46,8 @@ PRELOAD = ("anyexec._tasks", "anyexec._limits", "anyexec.builtin._workers")
 
 def _preload(ctx: Any) -> None:
     """Have the forkserver import what each worker needs once, so workers forked from it
-    start with it loaded (a pool's start-up then costs ~0.06 s instead of ~0.1 s). Only
+    start with it loaded (with the imports made lazy, a pool's create-run-close then
+    costs what a raw ProcessPoolExecutor's does, ~0.04 s; docs/performance.md). Only
     takes effect before the forkserver starts; the user's own preload list is kept."""
     try:
         from multiprocessing import forkserver
