@@ -13,7 +13,7 @@ import sys
 
 import pytest
 
-from anyexec._tasks import Call, Chunk, Failure
+from anyexec._worker.tasks import Call, Chunk, Failure
 from anyexec.builtin.thread import ThreadBackend
 from anyexec.testing import ConformanceSuite
 

@@ -1,4 +1,4 @@
-"""anyexec._watch: per-call time limits for calls run in a worker thread (dask's workers),
+"""anyexec._worker.watch: per-call time limits for calls run in a worker thread (dask's workers),
 exercised in this process from a non-main thread, as a dask worker thread runs them."""
 
 from __future__ import annotations
@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 
 import anyexec
-from anyexec import _context
-from anyexec._tasks import Call, Chunk, Failure
-from anyexec._watch import abandoned, run_watched
+from anyexec._worker import context as _context
+from anyexec._worker.tasks import Call, Chunk, Failure
+from anyexec._worker.watch import abandoned, run_watched
 
 
 def hang_on_one(x: int) -> int:

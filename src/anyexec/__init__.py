@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from anyexec.registry import BackendInfo, backends
 
 # The public names load on first use (PEP 562): a worker process that unpickles a task
-# imports only what the task needs (anyexec._tasks), not the configuration and registry
+# imports only what the task needs (anyexec._worker.tasks), not the configuration and registry
 # machinery -- which made every new process worker pay ~0.1 s of imports.
 _WHERE = {
     "current": "_current",

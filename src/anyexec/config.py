@@ -29,7 +29,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from anyexec import _context, registry
+from anyexec import registry
+from anyexec._worker import context as _context
 from anyexec.contract import Backend
 from anyexec.errors import BackendNotFound, BackendUnavailable, ConfigError
 

@@ -20,8 +20,9 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
-from anyexec._tasks import Call, Chunk
-from anyexec._watch import abandoned as abandoned_threads
+from anyexec import _compat
+from anyexec._worker.tasks import Call, Chunk
+from anyexec._worker.watch import abandoned as abandoned_threads
 from anyexec.errors import ConfigError, Unsupported
 
 #: What an executor's ``submit`` receives from the core: a ``Call`` (one ``submit``) or a
@@ -34,6 +35,7 @@ __all__ = [
     "Crossing",
     "Option",
     "PendingFutures",
+    "TimeoutMode",
     "abandoned_threads",
     "cancel_unqueued",
 ]
@@ -42,6 +44,9 @@ __all__ = [
 #: ``"threads"``: other threads of this process, nothing is copied. ``"processes"`` and
 #: ``"cluster"``: functions, arguments, results and exceptions must pickle.
 Crossing = Literal["nothing", "threads", "processes", "cluster"]
+
+#: How ``task_timeout`` acts on a backend: see :attr:`Backend.timeout_mode`.
+TimeoutMode = Literal["worker", "abandon", "none"]
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
@@ -110,14 +115,7 @@ def cancel_unqueued(fut: cf.Future[Any]) -> bool:
     backend made itself (mirroring an engine's own) is never dequeued, so without this
     ``wait()`` and ``as_completed()`` would not count it as done. Safe from any thread.
     """
-    if not cf.Future.cancel(fut):
-        return False
-    with fut._condition:  # type: ignore[attr-defined]
-        if fut._state == cf._base.CANCELLED:  # type: ignore[attr-defined]
-            fut._state = cf._base.CANCELLED_AND_NOTIFIED  # type: ignore[attr-defined]
-            for waiter in fut._waiters:  # type: ignore[attr-defined]
-                waiter.add_cancelled(fut)
-    return True
+    return _compat.cancel_and_notify(fut)
 
 
 class PendingFutures:
@@ -170,14 +168,15 @@ class Backend(abc.ABC):
     #: Per-chunk run time that adaptive chunking aims at; raise it where each submission
     #: costs more (a cluster scheduler), lower it where latency matters.
     target_chunk_seconds: ClassVar[float] = 0.02
-    #: Whether the worker itself enforces ``task_timeout`` on a running plain function:
-    #: true where workers run tasks in a process's main thread, so a timer signal stops
-    #: the call, and where workers are processes that run tasks in threads and the backend
-    #: restarts a worker left with an abandoned call (:func:`abandoned_threads`; dask).
-    interrupts_tasks: ClassVar[bool] = False
-    #: Whether a task past ``task_timeout`` can at least be abandoned: its result discarded
-    #: and the pool given a replacement worker (:meth:`grow`) while it runs on.
-    abandons_tasks: ClassVar[bool] = False
+    #: How ``task_timeout`` acts on a running *plain* function (coroutines are cancelled on
+    #: every backend): ``"worker"``, the worker stops the call itself (a timer signal where
+    #: tasks run in a process's main thread; where workers are processes that run tasks in
+    #: threads, the call is abandoned inside the worker and the backend restarts a worker
+    #: that :func:`abandoned_threads` says holds one); ``"abandon"``, the caller gives up on
+    #: the call (it runs on, its result discarded) and the pool gets a replacement worker
+    #: through :meth:`grow`, for ``map`` only; ``"none"``, a time limit on a plain function is
+    #: refused with a ConfigError.
+    timeout_mode: ClassVar[TimeoutMode] = "none"
     #: How to get this backend when it is missing, shown in error messages.
     install_hint: ClassVar[str] = ""
 
@@ -219,7 +218,7 @@ class Backend(abc.ABC):
 
     def grow(self, executor: cf.Executor, workers: int) -> None:
         """Add (or, negative, remove) worker capacity; used when a timed-out task is
-        abandoned. Only called where :attr:`abandons_tasks` is true."""
+        abandoned. Only called where :attr:`timeout_mode` is ``"abandon"``."""
         raise Unsupported(f"backend {self.name!r} cannot change its worker count")
 
     def describe(self) -> str:

@@ -19,9 +19,10 @@ from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 from types import TracebackType
 from typing import Any, TypeVar
 
-from anyexec import config
+from anyexec import _compat, config
 from anyexec._shared import SharedStore
-from anyexec._tasks import Call, Chunk, ChunkResult, _is_async
+from anyexec._worker.loops import is_async as _is_async
+from anyexec._worker.tasks import Call, Chunk, ChunkResult
 from anyexec.contract import Backend, cancel_unqueued
 from anyexec.errors import ConfigError, UnpicklableError, WorkerLost
 from anyexec.mapping import aiter_map, iter_map
@@ -483,7 +484,7 @@ class Executor(cf.Executor):
         if seconds is None:
             return None
         backend = self._settings.backend
-        if backend.interrupts_tasks or _is_async(fn):
+        if backend.timeout_mode == "worker" or _is_async(fn):
             return seconds
         if backend.crosses == "nothing" and threading.current_thread() is threading.main_thread():
             return seconds
@@ -504,7 +505,7 @@ class Executor(cf.Executor):
             self._timeout_for(fn, seconds)
             return None
         except ConfigError:
-            if self._settings.backend.abandons_tasks:
+            if self._settings.backend.timeout_mode == "abandon":
                 return seconds
             raise
 
@@ -542,10 +543,7 @@ class Executor(cf.Executor):
 
 def _pending_of(inner: cf.Executor) -> list[cf.Future[Any]]:
     """Futures a standard pool has not started, for abort(); empty where unknown."""
-    items = getattr(inner, "_pending_work_items", None)  # ProcessPoolExecutor
-    if isinstance(items, dict):
-        return [w.future for w in list(items.values())]
-    return []
+    return _compat.process_pool_pending(inner)
 
 
 def _check_seconds(name: str, value: Any) -> float | None:

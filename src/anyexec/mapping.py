@@ -1,6 +1,6 @@
 """``map``, written once for every backend: chunking, ordering, bounded input, timeouts.
 
-The caller's items are grouped into :class:`~anyexec._tasks.Chunk` objects, each one
+The caller's items are grouped into :class:`~anyexec._worker.tasks.Chunk` objects, each one
 submission to the backend's executor. At most ``buffersize`` chunks are in flight, so input
 is read lazily (``map(f, itertools.count())`` works). Chunk sizes adapt to the measured run
 time of earlier chunks (see :class:`ChunkSizer`). Results come back in input order, or in
@@ -21,7 +21,7 @@ from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
 from typing import Any, Protocol
 
-from anyexec._tasks import Chunk, ChunkResult, Failure
+from anyexec._worker.tasks import Chunk, ChunkResult, Failure
 from anyexec.errors import TaskTimeout, WorkerLost
 
 __all__ = ["ChunkSizer", "Engine", "MapRun", "aiter_map", "iter_map"]
@@ -311,7 +311,7 @@ class MapRun:
                 f"discarded) and the pool was given a replacement worker"
             )
             stand_in: cf.Future[ChunkResult] = cf.Future()
-            stand_in.set_result(([Failure(error, None)] * len(chunk), 0.0, True))
+            stand_in.set_result(ChunkResult([Failure(error, None)] * len(chunk), 0.0, True))
             self.engine._grow(1)
             fut.add_done_callback(lambda _: self.engine._grow(-1))  # capacity back when done
             if self.ordered:
@@ -336,7 +336,7 @@ class MapRun:
             self._forget(fut)
             if not self.return_exceptions or not isinstance(error, Exception):
                 raise error from exc
-            return [error] * len(chunk), 0.0, False
+            return ChunkResult([error] * len(chunk), 0.0, False)
         self._forget(fut)
         if self.recovering:
             self.recovering = self._lost_pending()

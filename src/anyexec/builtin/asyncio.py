@@ -19,7 +19,8 @@ import anyio
 import anyio.from_thread
 import anyio.to_thread
 
-from anyexec._tasks import Call, Chunk, _is_async
+from anyexec._worker.loops import is_async as _is_async
+from anyexec._worker.tasks import Call, Chunk
 from anyexec.contract import Backend, Option, PendingFutures
 from anyexec.errors import BackendUnavailable
 
@@ -84,7 +85,7 @@ class AsyncioBackend(Backend):
     """An anyio event loop thread: coroutines awaited, plain functions in worker threads."""
 
     crosses = "threads"
-    abandons_tasks = True
+    timeout_mode = "abandon"
 
     def kill(self, executor: cf.Executor) -> None:
         assert isinstance(executor, PortalExecutor)

@@ -14,8 +14,9 @@ import signal
 import sys
 from typing import Any
 
-from anyexec._limits import limit_native_threads, threads_per_worker
-from anyexec.builtin._workers import ExitCodes, note_exit
+from anyexec import _compat
+from anyexec._worker.limits import limit_native_threads, threads_per_worker
+from anyexec._worker.processes import ExitCodes, note_exit
 from anyexec.config import available_cpus
 from anyexec.contract import Backend, Option
 from anyexec.errors import ConfigError
@@ -33,15 +34,14 @@ def describe_exit(code: int) -> str:
 
 def exit_codes(executor: cf.Executor) -> list[str]:
     """How the workers of a broken pool ended (those not stopped by the pool itself)."""
-    ctx = getattr(executor, "_mp_context", None)
-    ended: dict[int, int] = getattr(ctx, "ended", {})
-    for proc in list((getattr(executor, "_processes", None) or {}).values()):
+    ended: dict[int, int] = getattr(_compat.process_pool_context(executor), "ended", {})
+    for proc in _compat.pool_processes(executor):
         note_exit(proc, ended)
     return sorted({describe_exit(c) for c in ended.values()})
 
 
 #: Modules every worker needs to run a task; see :func:`_preload`.
-PRELOAD = ("anyexec._tasks", "anyexec._limits", "anyexec.builtin._workers")
+PRELOAD = ("anyexec._worker.tasks", "anyexec._worker.limits", "anyexec._worker.processes")
 
 
 def _preload(ctx: Any) -> None:
@@ -49,12 +49,7 @@ def _preload(ctx: Any) -> None:
     start with it loaded (with the imports made lazy, a pool's create-run-close then
     costs what a raw ProcessPoolExecutor's does, ~0.04 s; docs/performance.md). Only
     takes effect before the forkserver starts; the user's own preload list is kept."""
-    try:
-        from multiprocessing import forkserver
-
-        current = list(getattr(forkserver._forkserver, "_preload_modules", None) or ["__main__"])
-    except (ImportError, AttributeError):
-        current = ["__main__"]
+    current = _compat.forkserver_preload()
     if not set(PRELOAD) <= set(current):
         ctx.set_forkserver_preload(list(dict.fromkeys([*current, *PRELOAD])))
 
@@ -67,7 +62,7 @@ class ProcessBackend(Backend):
     """A pool of worker processes; functions and arguments must pickle."""
 
     crosses = "processes"
-    interrupts_tasks = True  # workers run tasks in their main thread
+    timeout_mode = "worker"  # workers run tasks in their main thread: a timer stops them
     options = {
         "mp_context": Option(
             str,
@@ -86,7 +81,7 @@ class ProcessBackend(Backend):
         """Terminate every worker process; their tasks fail with WorkerLost and the next
         submission starts a fresh pool."""
         assert isinstance(executor, cf.ProcessPoolExecutor)
-        processes = list((executor._processes or {}).values())  # type: ignore[attr-defined]
+        processes = _compat.pool_processes(executor)
         for proc in processes:
             proc.terminate()
         for proc in processes:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import concurrent.futures as cf
 from typing import Any
 
+from anyexec import _compat
 from anyexec.contract import Backend, Option
 
 
@@ -13,7 +14,7 @@ class ThreadBackend(Backend):
     """A pool of threads in this process (nothing is copied)."""
 
     crosses = "threads"
-    abandons_tasks = True
+    timeout_mode = "abandon"
     options = {
         "thread_name_prefix": Option(str, "Prefix of the worker threads' names."),
     }
@@ -24,7 +25,5 @@ class ThreadBackend(Backend):
         )
 
     def grow(self, executor: cf.Executor, workers: int) -> None:
-        # ThreadPoolExecutor starts a thread on submit while it has fewer than _max_workers;
-        # raising the cap replaces a thread abandoned to a task past its task_timeout.
         assert isinstance(executor, cf.ThreadPoolExecutor)
-        executor._max_workers += workers  # type: ignore[attr-defined]
+        _compat.thread_pool_add_workers(executor, workers)

@@ -309,8 +309,8 @@ class LifecycleChecks(Fixtures):
 
 
 class FaultChecks(Fixtures):
-    """Per-task timeouts do what the backend declares (``interrupts_tasks``,
-    ``abandons_tasks``), or are refused with a ConfigError; never silently ignored."""
+    """Per-task timeouts do what the backend declares (``timeout_mode``), or are refused
+    with a ConfigError; never silently ignored."""
 
     def test_coroutine_task_timeout(self, executor: Executor) -> None:
         got: list[Any] = list(
@@ -324,8 +324,7 @@ class FaultChecks(Fixtures):
 
         backend = _backend_of(executor)
         stoppable = (
-            backend.interrupts_tasks
-            or backend.abandons_tasks
+            backend.timeout_mode != "none"
             or (
                 backend.crosses == "nothing"
                 and threading.current_thread() is threading.main_thread()

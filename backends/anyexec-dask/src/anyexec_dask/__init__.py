@@ -16,7 +16,7 @@ from typing import Any
 
 import distributed
 
-from anyexec import Backend, ConfigError, Option, Unsupported, WorkerLost
+from anyexec import Backend, ConfigError, Option, Unsupported, WorkerLost, _compat
 from anyexec.contract import Chunk, abandoned_threads, cancel_unqueued
 
 __all__ = ["DaskBackend", "DaskExecutor", "SchedulerLost", "SchedulerUnreachable"]
@@ -129,7 +129,7 @@ class _EmbeddedCluster(distributed.LocalCluster):  # type: ignore[misc]
 
     def _update_worker_status(self, op: str, msg: Any) -> None:
         if op == "remove":
-            distributed.deploy.cluster.Cluster._update_worker_status(self, op, msg)
+            _compat.update_worker_status_removal(self, op, msg)
         else:
             super()._update_worker_status(op, msg)
 
@@ -325,8 +325,8 @@ class DaskBackend(Backend):
 
     crosses = "cluster"
     # task_timeout: a worker thread cannot be interrupted, so the call is abandoned in the
-    # worker (anyexec._watch) and that worker restarted by its nanny once idle.
-    interrupts_tasks = True
+    # worker (anyexec._worker.watch) and that worker restarted by its nanny once idle.
+    timeout_mode = "worker"
     # Each submission costs ~1-2 ms in the scheduler: aim chunks at 100 ms.
     target_chunk_seconds = 0.1
     # A client.map round trip costs milliseconds: keep more chunks queued at the scheduler.

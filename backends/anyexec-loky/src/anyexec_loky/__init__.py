@@ -14,7 +14,7 @@ from typing import Any
 
 from loky import get_reusable_executor
 
-from anyexec import Backend, Option
+from anyexec import Backend, Option, _compat
 from anyexec.contract import PendingFutures
 
 __all__ = ["LokyBackend", "LokyExecutor"]
@@ -35,7 +35,7 @@ class LokyExecutor(cf.Executor):
         if self._closed:
             raise RuntimeError("cannot schedule new futures after shutdown")
         pool = self._pool
-        if pool._flags.broken or pool._flags.shutdown:  # a worker died: loky gives a new pool
+        if _compat.loky_pool_unusable(pool):  # a worker died: loky gives a new pool
             pool = self._pool = get_reusable_executor(**self._params)
         return self._pending.track(pool.submit(fn, *args, **kwargs))
 
@@ -58,7 +58,7 @@ class LokyBackend(Backend):
     """loky's reusable process pool; lambdas and closures work (cloudpickle)."""
 
     crosses = "processes"
-    interrupts_tasks = True  # workers run tasks in their main thread
+    timeout_mode = "worker"  # workers run tasks in their main thread: a timer stops them
     options = {
         "timeout": Option((int, float), "Seconds an idle worker waits before exiting (300)."),
         "context": Option(

@@ -1,7 +1,7 @@
 """``task_timeout`` for plain functions that run in a worker *thread* (dask's workers).
 
 A timer signal can only interrupt a process's main thread, which is how process and loky
-workers stop a task (``anyexec._tasks._timed``). A dask worker runs tasks in threads of its
+workers stop a task (``anyexec._worker.timer.timed``). A dask worker runs tasks in threads of its
 own pool, so there the calls of a chunk run one after another in a helper thread while the
 worker's thread watches the clock. When a call runs past its limit, its outcome becomes a
 :class:`~anyexec.errors.TaskTimeout`, the helper is abandoned (it runs on, detached; whatever
@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from anyexec._tasks import Failure
+from anyexec._worker.failures import Failure
 from anyexec.errors import TaskTimeout
 
 __all__ = ["abandoned", "run_watched"]
@@ -97,7 +97,7 @@ def run_watched(
     fn: Callable[..., Any], items: Sequence[tuple[Any, ...]], seconds: float, crossing: bool
 ) -> tuple[list[Any], bool]:
     """``fn(*args)`` for each item, each call limited to ``seconds``: the outcomes in input
-    order (a :class:`~anyexec._tasks.Failure` where a call raised or ran too long) and
+    order (a :class:`~anyexec._worker.failures.Failure` where a call raised or ran too long) and
     whether any failed."""
     out: list[Any] = [None] * len(items)
     cond = threading.Condition()

@@ -1,0 +1,66 @@
+"""Each private upstream attribute anyexec relies on (anyexec._compat) is still there.
+
+These fail when a new CPython, loky or distributed renames what a helper reaches into, so
+the break shows here, by name, instead of as a hang or a wrong error elsewhere.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import multiprocessing
+
+import pytest
+
+from anyexec import _compat
+
+
+def test_future_cancel_notifies_waiters() -> None:
+    fut: cf.Future[int] = cf.Future()
+    waiting = cf.wait([fut], timeout=0)
+    assert waiting.not_done == {fut}
+    assert _compat.cancel_and_notify(fut)
+    done, _ = cf.wait([fut], timeout=5)  # returns at once only if the waiters were told
+    assert fut in done and fut.cancelled()
+    finished: cf.Future[int] = cf.Future()
+    finished.set_result(1)
+    assert not _compat.cancel_and_notify(finished)
+
+
+def test_process_pool_internals() -> None:
+    ctx = multiprocessing.get_context("spawn")
+    with cf.ProcessPoolExecutor(1, mp_context=ctx) as pool:
+        assert pool.submit(int).result(timeout=60) == 0
+        assert len(_compat.pool_processes(pool)) == 1
+        assert _compat.process_pool_context(pool) is ctx
+        assert hasattr(pool, "_pending_work_items")
+        assert _compat.process_pool_pending(pool) == []
+    assert _compat.process_pool_pending(cf.ThreadPoolExecutor(1)) == []
+
+
+def test_thread_pool_cap() -> None:
+    with cf.ThreadPoolExecutor(1) as pool:
+        _compat.thread_pool_add_workers(pool, 1)
+        assert pool._max_workers == 2
+
+
+def test_forkserver_preload_list() -> None:
+    from multiprocessing import forkserver
+
+    assert hasattr(forkserver._forkserver, "_preload_modules")
+    assert isinstance(_compat.forkserver_preload(), list)
+
+
+def test_loky_flags() -> None:
+    loky = pytest.importorskip("loky")
+    pool = loky.get_reusable_executor(max_workers=1)
+    assert pool.submit(int).result(timeout=60) == 0
+    assert not _compat.loky_pool_unusable(pool)
+
+
+def test_distributed_cluster_status_hook() -> None:
+    pytest.importorskip("distributed")
+    import distributed.deploy.cluster
+    import distributed.deploy.spec
+
+    assert callable(distributed.deploy.cluster.Cluster._update_worker_status)
+    assert "_update_worker_status" in vars(distributed.deploy.spec.SpecCluster)
