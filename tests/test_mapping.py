@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import anyexec
-from anyexec.mapping import GROWTH, MAX_CHUNK, ChunkSizer
+from anyexec._chunking import GROWTH, MAX_CHUNK, ChunkSizer
 from anyexec.testing import tasks
 
 

@@ -84,15 +84,15 @@ def test_measure_sleep_workload_speeds_up() -> None:
 def test_measure_reports_a_mismatch() -> None:
     from anyexec.builtin.thread import ThreadBackend
 
-    class Lossy(ThreadBackend):
+    class Tampering(ThreadBackend):
         def submit_batch(self, executor, calls):  # type: ignore[no-untyped-def]
             futs = super().submit_batch(executor, calls)
             out = []
             for f in futs:
                 g: object = __import__("concurrent.futures").futures.Future()
-                f.add_done_callback(lambda f, g=g: g.set_result((f.result()[0][:-1], 0.0, False)))  # type: ignore[attr-defined]
+                f.add_done_callback(lambda f, g=g: g.set_result((f.result()[0][:-1] + [-1], 0.0, False)))  # type: ignore[attr-defined]
                 out.append(g)
             return out
 
-    res = m.measure(tasks.square, range(5), backend=Lossy(), workers=1, repeat=1, chunksize=5)
-    assert not res.results_match and "4 results, expected 5" in (res.mismatch or "")
+    res = m.measure(tasks.square, range(5), backend=Tampering(), workers=1, repeat=1, chunksize=5)
+    assert not res.results_match and "result 4 differs" in (res.mismatch or "")

@@ -48,12 +48,16 @@ def test_no_limit_reached_returns_everything() -> None:
     assert (out, failed) == ([1, 2], False)
 
 
-def test_base_exceptions_propagate() -> None:
+def test_base_exceptions_are_the_tasks_outcome() -> None:
     def leave(x: int) -> None:
         raise SystemExit(x)
 
-    with pytest.raises(SystemExit):
-        in_thread(run_watched, leave, [(3,)], 5.0, False)
+    (outcome, after), failed = in_thread(run_watched, leave, [(3,), (4,)], 5.0, False)
+    assert failed
+    error = outcome.exception()
+    assert isinstance(error, anyexec.TaskAborted)
+    assert isinstance(error.__cause__, SystemExit) and error.__cause__.code == 3
+    assert after.exception().__cause__.code == 4
 
 
 def test_helpers_see_the_callers_context() -> None:

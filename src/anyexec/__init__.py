@@ -16,12 +16,17 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from anyexec._current import current, map, submit, using
     from anyexec._shared import shared_array
+    from anyexec._worker.args import Args
     from anyexec.contract import Backend, Option
     from anyexec.errors import (
         AnyexecError,
+        BackendError,
         BackendNotFound,
         BackendUnavailable,
         ConfigError,
+        InitializerError,
+        MapTimeout,
+        TaskAborted,
         TaskTimeout,
         UnpicklableError,
         Unsupported,
@@ -39,9 +44,14 @@ _WHERE = {
     "submit": "_current",
     "using": "_current",
     "shared_array": "_shared",
+    "Args": "_worker.args",
     "Backend": "contract",
     "Option": "contract",
     "AnyexecError": "errors",
+    "BackendError": "errors",
+    "InitializerError": "errors",
+    "MapTimeout": "errors",
+    "TaskAborted": "errors",
     "BackendNotFound": "errors",
     "BackendUnavailable": "errors",
     "ConfigError": "errors",
@@ -74,13 +84,18 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AnyexecError",
+    "Args",
     "Backend",
+    "BackendError",
     "BackendInfo",
     "BackendNotFound",
     "BackendUnavailable",
     "ConfigError",
     "Executor",
+    "InitializerError",
+    "MapTimeout",
     "Option",
+    "TaskAborted",
     "TaskTimeout",
     "UnpicklableError",
     "Unsupported",

@@ -9,10 +9,10 @@ from typing import Any
 
 import anyio
 
-__all__ = ["await_first", "await_future"]
+__all__ = ["await_first", "await_future", "waker"]
 
 
-def _waker(event: anyio.Event) -> Callable[[Any], None]:
+def waker(event: anyio.Event) -> Callable[..., None]:
     """A callback, safe from any thread, that sets ``event`` in the current loop."""
     try:
         import asyncio
@@ -22,7 +22,7 @@ def _waker(event: anyio.Event) -> Callable[[Any], None]:
         loop = None
     if loop is not None:
 
-        def wake(_: Any) -> None:
+        def wake(*_: Any) -> None:
             try:
                 loop.call_soon_threadsafe(event.set)
             except RuntimeError:  # the loop closed meanwhile
@@ -33,7 +33,7 @@ def _waker(event: anyio.Event) -> Callable[[Any], None]:
 
     token = trio.lowlevel.current_trio_token()
 
-    def wake_trio(_: Any) -> None:
+    def wake_trio(*_: Any) -> None:
         try:
             token.run_sync_soon(event.set)
         except trio.RunFinishedError:
@@ -49,7 +49,7 @@ async def await_first(futures: Sequence[cf.Future[Any]]) -> cf.Future[Any]:
             if fut.done():
                 return fut
         event = anyio.Event()
-        wake = _waker(event)
+        wake = waker(event)
         for fut in futures:
             fut.add_done_callback(wake)
         await event.wait()

@@ -20,6 +20,7 @@ import threading
 import uuid
 from typing import Any
 
+from anyexec._worker.args import Args
 from anyexec._worker.arrays import SharedArray
 
 __all__ = ["THRESHOLD", "SharedArray", "SharedStore", "shared_array", "shared_dir"]
@@ -117,10 +118,12 @@ class SharedStore:
         # id(array) -> [handle, users, the array itself (keeps the id from being reused)]
         self._live: dict[int, list[Any]] = {}
 
-    def share(self, items: list[tuple[Any, ...]]) -> tuple[list[tuple[Any, ...]], list[int]] | None:
+    def share(self, items: list[Any], mode: int = 0) -> tuple[list[Any], list[int]] | None:
         """Replace large arrays in ``items`` by handles; None when there are none.
 
-        Returns the new items and the keys to :meth:`release` when the chunk is done.
+        ``mode`` says how the chunk passes its items (``anyexec._worker.tasks``: argument
+        tuples, single values, or starmap's tuples and ``Args``). Returns the new items and the keys
+        to :meth:`release` when the chunk is done.
         """
         np = sys.modules.get("numpy")
         if np is None:  # no numpy imported: there can be no arrays
@@ -136,13 +139,27 @@ class SharedStore:
             )
 
         keys: list[int] = []
-        out: list[tuple[Any, ...]] | None = None
-        for i, args in enumerate(items):
-            if not any(big(a) for a in args):
-                continue
+
+        def swap(a: Any) -> Any:
+            return self._handle(a, keys) if big(a) else a
+
+        out: list[Any] | None = None
+        for i, item in enumerate(items):
+            if mode == 1:
+                if not big(item):
+                    continue
+                new: Any = swap(item)
+            elif type(item) is Args:
+                if not any(map(big, item.args)) and not any(map(big, item.kwargs.values())):
+                    continue
+                new = Args(*map(swap, item.args), **{k: swap(v) for k, v in item.kwargs.items()})
+            else:
+                if not any(map(big, item)):
+                    continue
+                new = tuple(map(swap, item))
             if out is None:
                 out = list(items)
-            out[i] = tuple(self._handle(a, keys) if big(a) else a for a in args)
+            out[i] = new
         return None if out is None else (out, keys)
 
     def _handle(self, arr: Any, keys: list[int]) -> SharedArray:

@@ -11,10 +11,14 @@ import concurrent.futures as _cf
 
 __all__ = [
     "AnyexecError",
+    "BackendError",
     "BackendNotFound",
     "BackendUnavailable",
     "ConfigError",
+    "InitializerError",
+    "MapTimeout",
     "RemoteTraceback",
+    "TaskAborted",
     "TaskTimeout",
     "UnpicklableError",
     "Unsupported",
@@ -32,6 +36,11 @@ class BackendNotFound(AnyexecError, LookupError):
 
 class BackendUnavailable(AnyexecError, ImportError):
     """The backend is known or registered but cannot load; the message says what to install."""
+
+
+class BackendError(AnyexecError, RuntimeError):
+    """A backend broke the contract (``docs/writing-a-backend.md``), for example returned
+    something other than what the submitted chunk returned; the message names it."""
 
 
 class ConfigError(AnyexecError, ValueError):
@@ -53,6 +62,41 @@ _TIMEOUT_BASES: tuple[type, ...] = tuple(dict.fromkeys((_cf.TimeoutError, Timeou
 
 class TaskTimeout(AnyexecError, *_TIMEOUT_BASES):  # type: ignore[misc]
     """One task ran past its ``task_timeout``; the other tasks are unaffected."""
+
+
+class MapTimeout(AnyexecError, *_TIMEOUT_BASES):  # type: ignore[misc]
+    """``map(timeout=...)`` passed before every result was in (the builtin ``TimeoutError``,
+    and ``concurrent.futures.TimeoutError`` on 3.10, where the two differ)."""
+
+
+class _Wraps(AnyexecError):
+    """An error standing for another exception, kept as ``original`` and as ``__cause__``.
+
+    The original travels in ``args`` so it survives pickling from a worker process (a
+    pickled exception loses its ``__cause__``); it is None where it could not travel.
+    """
+
+    def __init__(self, message: str, original: BaseException | None = None) -> None:
+        super().__init__(message, original)
+        self.__cause__ = original
+
+    @property
+    def original(self) -> BaseException | None:
+        return self.args[1] if len(self.args) > 1 else None
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+class TaskAborted(_Wraps):
+    """A task raised a ``BaseException`` that is not an ``Exception`` (``SystemExit``,
+    ``KeyboardInterrupt``, ``GeneratorExit`` or a subclass): kept as that task's outcome,
+    so it cannot stop a worker, an event loop or the caller's other results."""
+
+
+class InitializerError(_Wraps):
+    """The executor's ``initializer`` raised in a worker: every task of that worker fails
+    with this error (the initializer is not run again there)."""
 
 
 class WorkerLost(AnyexecError, _cf.BrokenExecutor):

@@ -14,18 +14,23 @@ import functools
 import pickle
 import reprlib
 import threading
+import time
+import uuid
 import weakref
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from anyexec import _compat, config
+from anyexec import _chunking, _compat, config
 from anyexec._shared import SharedStore
 from anyexec._worker.loops import is_async as _is_async
-from anyexec._worker.tasks import Call, Chunk, ChunkResult
+from anyexec._worker.tasks import ARGS, SINGLE, STAR, Call, Chunk, ChunkResult, Initializer
 from anyexec.contract import Backend, cancel_unqueued
-from anyexec.errors import ConfigError, UnpicklableError, WorkerLost
-from anyexec.mapping import aiter_map, iter_map
+from anyexec.errors import AnyexecError, ConfigError, UnpicklableError, WorkerLost
+from anyexec.mapping import MapOptions, MapPlan, aiter_map, iter_map
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 __all__ = ["Executor"]
 
@@ -54,49 +59,44 @@ class _Future(cf.Future):  # type: ignore[type-arg]
     """A backend future seen through anyexec: same result, errors shaped by the core.
 
     ``cancel`` and ``running`` ask the backend's future, so cancelling a task that already
-    runs fails as it does in the standard library.
+    runs fails as it does in the standard library. Once done it lets go of the backend's
+    future and of the call's function and arguments (the standard library's futures do
+    not keep them either), so nothing waits for the garbage collector.
     """
 
     def __init__(self, inner: cf.Future[Any], shape: Callable[[BaseException], BaseException]):
         super().__init__()
-        self._inner = inner
-        self._shape = shape
+        self._inner: cf.Future[Any] | None = inner
+        self._shape: Callable[[BaseException], BaseException] | None = shape
         inner.add_done_callback(self._copy)
 
     def cancel(self) -> bool:
-        if self._inner.cancel():
-            return self._cancel_and_notify()
+        inner = self._inner
+        if inner is not None and inner.cancel():
+            return cancel_unqueued(self)
         return self.cancelled()
 
-    def _cancel_and_notify(self) -> bool:
-        return cancel_unqueued(self)
-
     def running(self) -> bool:
-        return not self.done() and self._inner.running()
+        inner = self._inner
+        return inner is not None and not self.done() and inner.running()
 
     def _copy(self, inner: cf.Future[Any]) -> None:
+        shape, self._inner, self._shape = self._shape, None, None
         if inner.cancelled():
-            self._cancel_and_notify()
+            cancel_unqueued(self)
             return
-        if self.done():
+        if self.done() or shape is None:
             return
         exc = inner.exception()
         if exc is None:
             self.set_result(inner.result())
         else:
-            self.set_exception(self._shape(exc))
+            self.set_exception(shape(exc))
 
 
-def _check_chunksize(chunksize: Any) -> int | None:
-    if chunksize == "auto" or chunksize is None:
-        return None
-    if isinstance(chunksize, bool) or not isinstance(chunksize, int) or chunksize < 1:
-        raise ConfigError(f"argument chunksize={chunksize!r}: must be a positive int or 'auto'")
-    return chunksize
-
-
-def _pickle_culprit(fn: Callable[..., Any], calls: Iterable[tuple[Any, ...]]) -> str:
-    """Name what will not pickle, for the error message (only on the failure path)."""
+def _pickle_culprit(fn: Callable[..., Any], calls: Iterable[tuple[Any, ...]]) -> str | None:
+    """Name what will not pickle, for the error message (only on the failure path); None
+    when the function and every argument pickle (then it was the result or exception)."""
     try:
         pickle.dumps(fn)
     except Exception as exc:
@@ -107,7 +107,37 @@ def _pickle_culprit(fn: Callable[..., Any], calls: Iterable[tuple[Any, ...]]) ->
                 pickle.dumps(arg)
             except Exception as exc:
                 return f"argument {j} of task {i}, {reprlib.repr(arg)} ({exc})"
-    return "the function or an argument"
+    return None
+
+
+class _Port:
+    """What the map engine may ask of an :class:`Executor` (``anyexec.mapping.Port``)."""
+
+    def __init__(self, executor: Executor) -> None:
+        settings = executor.settings
+        self.executor = executor
+        self.backend = settings.backend.name
+        self.workers = settings.workers
+        self.crossing = settings.backend.crosses in ("processes", "cluster")
+        self.in_caller = settings.backend.crosses == "nothing"
+
+    def submit_chunks(
+        self, chunks: Sequence[Chunk], share_arrays: bool
+    ) -> list[cf.Future[ChunkResult]]:
+        ex = self.executor
+        try:
+            return ex._submit_chunks(chunks, share_arrays)
+        except Exception as exc:  # raised by submit itself (say, it pickles at once)
+            shaped = ex._shape(exc, chunks[0].fn, [c.args_of(i) for c in chunks for i in c.items])
+            if shaped is exc:
+                raise
+            raise shaped from exc
+
+    def chunk_error(self, exc: BaseException, chunk: Chunk) -> BaseException:
+        return self.executor._shape(exc, chunk.fn, [chunk.args_of(i) for i in chunk.items])
+
+    def grow(self, workers: int) -> None:
+        self.executor._grow(workers)
 
 
 class Executor(cf.Executor):
@@ -116,7 +146,12 @@ class Executor(cf.Executor):
     ``Executor(backend=None, workers=None, **options)``: anything left ``None`` comes from
     the innermost ``anyexec.using()``, the environment, the config file, or the default
     (see :mod:`anyexec.config`). ``options`` are the backend's own; one it does not take is
-    a :class:`~anyexec.errors.ConfigError`.
+    a :class:`~anyexec.errors.ConfigError`. ``max_workers`` is an alias of ``workers``.
+
+    ``initializer(*initargs)`` runs once in each worker before its first task (once per
+    worker thread on thread and asyncio, once per process on process, loky and dask, and
+    again in a replacement after a crash); if it raises, that worker's tasks fail with
+    :class:`~anyexec.errors.InitializerError`.
 
     The backend's pool starts on first use (or :meth:`start`). Usable wherever a
     ``concurrent.futures.Executor`` is accepted.
@@ -124,6 +159,7 @@ class Executor(cf.Executor):
 
     _task_timeout: float | None
     _retries: int
+    _initializer: Initializer | None
 
     def __init__(
         self,
@@ -132,11 +168,19 @@ class Executor(cf.Executor):
         *,
         task_timeout: float | None = None,
         retries: int = 0,
+        initializer: Callable[..., Any] | None = None,
+        initargs: Iterable[Any] = (),
+        max_workers: int | str | None = None,
         **options: Any,
     ) -> None:
+        if max_workers is not None:  # what concurrent.futures users type
+            if workers is not None:
+                raise ConfigError("give workers= or its alias max_workers=, not both")
+            workers = max_workers
         self._init(config.resolve(backend, workers, options))
         self._task_timeout = _check_seconds("task_timeout", task_timeout)
         self._retries = _check_retries(retries)
+        self._initializer = self._make_initializer(initializer, initargs)
 
     @classmethod
     def from_settings(cls, settings: config.Settings) -> Executor:
@@ -149,13 +193,13 @@ class Executor(cf.Executor):
         self._settings = settings
         self._task_timeout = None
         self._retries = 0
+        self._initializer = None
         self._last_broken: cf.Executor | None = None
         self._lock = threading.RLock()
         self._pool = _Pool(settings.backend)
         self._finalizer = weakref.finalize(self, self._pool.close, False, True)
         self._crossing = settings.backend.crosses in ("processes", "cluster")
-        self._target_chunk_seconds = settings.backend.target_chunk_seconds
-        self._in_caller = settings.backend.crosses == "nothing"
+        self._port = _Port(self)
         # Large arrays go through shared memory to process workers on this machine; a
         # cluster's workers may be elsewhere, and threads share memory anyway.
         self._shares = settings.backend.crosses == "processes"
@@ -292,6 +336,13 @@ class Executor(cf.Executor):
     ) -> BaseException:
         if isinstance(exc, (WorkerLost, UnpicklableError)):
             return exc
+        original = getattr(exc, "original", None)
+        if isinstance(exc, AnyexecError) and isinstance(original, BaseException):
+            if exc.__cause__ is not original:  # a pool put the worker's traceback there
+                if original.__cause__ is None:
+                    original.__cause__ = exc.__cause__
+                exc.__cause__ = original
+            return exc
         if isinstance(exc, cf.BrokenExecutor):
             hint = ""
             if self._crossing and self._settings.backend.crosses == "processes":
@@ -310,24 +361,35 @@ class Executor(cf.Executor):
             return lost
         if self._crossing and _is_pickling_error(exc):
             what = _pickle_culprit(fn, calls) if fn is not None else "the function or an argument"
-            err = UnpicklableError(
-                f"backend {self.backend!r} could not send {what} to its workers: "
-                f"{type(exc).__name__}: {exc}. Functions must be importable (defined at "
-                f"module level) and arguments picklable; backend='loky' also sends lambdas "
-                f"and closures (cloudpickle)"
-            )
+            if what is None:
+                err = UnpicklableError(
+                    f"backend {self.backend!r} could not send the task's result (or its "
+                    f"exception) back from its worker: {type(exc).__name__}: {exc}. Return "
+                    f"something picklable"
+                )
+            else:
+                err = UnpicklableError(
+                    f"backend {self.backend!r} could not send {what} to its workers: "
+                    f"{type(exc).__name__}: {exc}. Functions must be importable (defined at "
+                    f"module level) and arguments picklable; backend='loky' also sends "
+                    f"lambdas and closures (cloudpickle)"
+                )
             err.__cause__ = exc
             return err
         return exc
-
-    def _chunk_error(self, exc: BaseException, chunk: Chunk) -> BaseException:
-        return self._shape(exc, chunk.fn, chunk.items)
 
     # -- work -------------------------------------------------------------------------------
 
     def submit(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> cf.Future[T]:
         """Schedule ``fn(*args, **kwargs)``; returns a ``concurrent.futures.Future``."""
-        call = Call(fn, args, kwargs, self._crossing, self._timeout_for(fn, self._task_timeout))
+        call = Call(
+            fn,
+            args,
+            kwargs,
+            self._crossing,
+            self._timeout_for(fn, self._task_timeout),
+            self._initializer,
+        )
         inner = self._inner()
         try:
             fut = inner.submit(call)
@@ -368,7 +430,7 @@ class Executor(cf.Executor):
         uses: list[list[int]] = []
         any_shared = False
         for chunk in chunks:
-            done = self._store.share(list(chunk.items))
+            done = self._store.share(list(chunk.items), chunk.mode)
             if done is None:
                 uses.append([])
                 continue
@@ -378,77 +440,100 @@ class Executor(cf.Executor):
         return uses if any_shared else None
 
     def map(  # type: ignore[override]
-        self,
-        fn: Callable[..., T],
-        *iterables: Iterable[Any],
-        timeout: float | None = None,
-        chunksize: int | str = "auto",
-        ordered: bool = True,
-        buffersize: int | str | None = "auto",
-        progress: bool | str | dict[str, Any] = False,
-        share_arrays: bool = True,
-        task_timeout: float | None = None,
-        retries: int | None = None,
-        return_exceptions: bool = False,
+        self, fn: Callable[..., T], *iterables: Iterable[Any], **options: Unpack[MapOptions]
     ) -> Iterator[T]:
         """``fn`` over the items of ``iterables`` (zipped, shortest wins), in parallel.
 
-        - ``chunksize``: items per submission; ``"auto"`` adapts to measured task time.
-        - ``ordered``: input order (default) or completion order.
-        - ``buffersize``: chunks in flight; ``"auto"`` is four per worker (sixteen on dask),
-          so input is read lazily; ``None`` submits everything at once like the standard library.
-        - ``timeout``: seconds from this call until every result must be in, else
-          ``TimeoutError`` (as ``concurrent.futures``).
-        - ``progress``: True (or a description, or tqdm keyword arguments) shows a bar
-          counting tasks.
-        - ``share_arrays``: numpy arrays of 1 MiB or more reach process workers through
-          shared memory (one copy, no pickling); False pickles them instead.
-        - ``task_timeout``: seconds one task may run; past it that task fails with
-          ``TaskTimeout`` and the others go on (see ``docs/reliability.md`` for where a
-          running task can be stopped).
-        - ``retries``: re-run a chunk whose worker died up to this many times, alone, so a
-          task that kills its worker takes no other task with it (for idempotent work).
-        - ``return_exceptions``: yield a failed task's exception as its result instead of
-          raising it, so every task's outcome arrives.
+        Options (:class:`~anyexec.mapping.MapOptions`): ``timeout``, ``chunksize``
+        (``"auto"`` adapts to measured task time), ``ordered``, ``buffersize`` (``"auto"``
+        reads input lazily, a few chunks per worker ahead; ``None`` submits everything at
+        once like the standard library), ``progress``, ``share_arrays``, ``task_timeout``,
+        ``retries``, ``return_exceptions``.
 
         A task's exception is raised when its result is reached; closing or dropping the
         iterator cancels work not yet started.
         """
-        return iter_map(
-            self,
-            fn,
-            iterables,
-            **self._map_args(iterables, timeout, chunksize, ordered, buffersize, progress),
-            share_arrays=share_arrays,
-            **self._fault_args(fn, task_timeout, retries, return_exceptions),
-        )
+        if not iterables:
+            return iter(())
+        items, mode = _items(iterables)
+        return iter_map(self._port, fn, items, self._plan(fn, iterables, mode, options))
+
+    def starmap(
+        self, fn: Callable[..., T], iterable: Iterable[Any], **options: Unpack[MapOptions]
+    ) -> Iterator[T]:
+        """``fn(*item)`` for each argument tuple, or ``fn(*a.args, **a.kwargs)`` for each
+        :class:`anyexec.Args` item (keyword arguments per item); otherwise :meth:`map`."""
+        return iter_map(self._port, fn, iter(iterable), self._plan(fn, [iterable], STAR, options))
 
     def amap(
-        self,
-        fn: Callable[..., T],
-        *iterables: Iterable[Any],
-        timeout: float | None = None,
-        chunksize: int | str = "auto",
-        ordered: bool = True,
-        buffersize: int | str | None = "auto",
-        progress: bool | str | dict[str, Any] = False,
-        share_arrays: bool = True,
-        task_timeout: float | None = None,
-        retries: int | None = None,
-        return_exceptions: bool = False,
+        self, fn: Callable[..., T], *iterables: Iterable[Any], **options: Unpack[MapOptions]
     ) -> AsyncIterator[T]:
         """``async for r in ex.amap(...)``: :meth:`map` for asyncio and trio code.
 
-        Same arguments and semantics; waiting never blocks the event loop, and cancelling
+        Same options and semantics; waiting never blocks the event loop, and cancelling
         the iterating task (or closing the iterator) cancels the chunks not yet started.
         """
-        return aiter_map(
-            self,
-            fn,
-            iterables,
-            **self._map_args(iterables, timeout, chunksize, ordered, buffersize, progress),
-            share_arrays=share_arrays,
-            **self._fault_args(fn, task_timeout, retries, return_exceptions),
+        if not iterables:
+            return _empty()
+        items, mode = _items(iterables)
+        return aiter_map(self._port, fn, items, self._plan(fn, iterables, mode, options))
+
+    def astarmap(
+        self, fn: Callable[..., T], iterable: Iterable[Any], **options: Unpack[MapOptions]
+    ) -> AsyncIterator[T]:
+        """The async form of :meth:`starmap`."""
+        return aiter_map(self._port, fn, iter(iterable), self._plan(fn, [iterable], STAR, options))
+
+    def _plan(
+        self,
+        fn: Callable[..., Any],
+        iterables: Sequence[Iterable[Any]],
+        mode: int,
+        options: Mapping[str, Any],
+    ) -> MapPlan:
+        """Check one map's options (:class:`~anyexec.mapping.MapOptions`) into a plan."""
+        unknown = set(options) - MapOptions.__optional_keys__
+        if unknown:
+            name = sorted(unknown)[0]
+            raise TypeError(
+                f"map() got an unexpected keyword argument {name!r}; it takes "
+                f"{', '.join(sorted(MapOptions.__optional_keys__))}"
+            )
+        get = options.get
+        timeout = get("timeout")
+        if timeout is not None and (
+            isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout < 0
+        ):
+            raise ConfigError(f"argument timeout={timeout!r}: must be a number of seconds >= 0")
+        backend = self._settings.backend
+        seconds = _check_seconds("task_timeout", get("task_timeout"))
+        if seconds is None:
+            seconds = self._task_timeout
+        abandon = self._abandon_after(fn, seconds)
+        retries = get("retries")
+        win = _chunking.window(get("buffersize", "auto"), backend.chunks_per_worker, self.workers)
+        total = _chunking.known_length(iterables)
+        sizer = _chunking.ChunkSizer.plan(
+            _chunking.check_chunksize(get("chunksize", "auto")),
+            self.workers,
+            backend.target_chunk_seconds,
+            total,
+            everything_now=win.size is None,
+            one_per_task=abandon is not None,
+        )
+        return MapPlan(
+            window=win,
+            sizer=sizer,
+            ordered=bool(get("ordered", True)),
+            deadline=None if timeout is None else time.monotonic() + timeout,
+            progress=get("progress", False),
+            share_arrays=bool(get("share_arrays", True)),
+            task_timeout=None if abandon is not None else self._timeout_for(fn, seconds),
+            abandon_after=abandon,
+            retries=self._retries if retries is None else _check_retries(retries),
+            return_exceptions=bool(get("return_exceptions", False)),
+            mode=mode,
+            init=self._initializer,
         )
 
     async def asubmit(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
@@ -459,23 +544,17 @@ class Executor(cf.Executor):
         result: T = await await_future(self.submit(fn, *args, **kwargs))
         return result
 
-    def _fault_args(
-        self,
-        fn: Callable[..., Any],
-        task_timeout: float | None,
-        retries: int | None,
-        return_exceptions: bool,
-    ) -> dict[str, Any]:
-        seconds = _check_seconds("task_timeout", task_timeout)
-        if seconds is None:
-            seconds = self._task_timeout
-        abandon = self._abandon_after(fn, seconds)
-        return {
-            "task_timeout": None if abandon is not None else self._timeout_for(fn, seconds),
-            "abandon_after": abandon,
-            "retries": self._retries if retries is None else _check_retries(retries),
-            "return_exceptions": bool(return_exceptions),
-        }
+    def _make_initializer(
+        self, initializer: Callable[..., Any] | None, initargs: Iterable[Any]
+    ) -> Initializer | None:
+        if initializer is None:
+            if tuple(initargs):
+                raise ConfigError("initargs= was given without initializer=")
+            return None
+        if not callable(initializer):
+            raise ConfigError(f"initializer={initializer!r}: must be a callable")
+        per_thread = self._settings.backend.crosses in ("nothing", "threads")
+        return Initializer(uuid.uuid4().hex, initializer, tuple(initargs), per_thread)
 
     def _timeout_for(self, fn: Callable[..., Any], seconds: float | None) -> float | None:
         """``seconds`` if the worker can stop ``fn`` itself when it runs too long (a timer
@@ -509,36 +588,18 @@ class Executor(cf.Executor):
                 return seconds
             raise
 
-    def _map_args(
-        self,
-        iterables: Sequence[Iterable[Any]],
-        timeout: float | None,
-        chunksize: Any,
-        ordered: bool,
-        buffersize: Any,
-        progress: Any,
-    ) -> dict[str, Any]:
-        if not iterables:
-            raise TypeError("map() needs at least one iterable")
-        if buffersize == "auto":
-            window: int | None = self._settings.backend.chunks_per_worker * self.workers
-        elif buffersize is None:
-            window = None
-        elif isinstance(buffersize, int) and not isinstance(buffersize, bool) and buffersize >= 1:
-            window = buffersize
-        else:
-            raise ConfigError(
-                f"argument buffersize={buffersize!r}: must be a positive int, 'auto' or None"
-            )
-        if timeout is not None and (not isinstance(timeout, (int, float)) or timeout < 0):
-            raise ConfigError(f"argument timeout={timeout!r}: must be a number of seconds >= 0")
-        return {
-            "timeout": timeout,
-            "chunksize": _check_chunksize(chunksize),
-            "ordered": bool(ordered),
-            "buffersize": window,
-            "progress": progress,
-        }
+
+def _items(iterables: Sequence[Iterable[Any]]) -> tuple[Iterator[Any], int]:
+    """The items to map and how they are passed: one iterable's values as they are (no
+    1-tuple per item), several zipped into argument tuples."""
+    if len(iterables) == 1:
+        return iter(iterables[0]), SINGLE
+    return zip(*iterables), ARGS
+
+
+async def _empty() -> AsyncIterator[Any]:
+    return
+    yield  # an async generator that yields nothing
 
 
 def _pending_of(inner: cf.Executor) -> list[cf.Future[Any]]:

@@ -1,471 +1,465 @@
-"""``map``, written once for every backend: chunking, ordering, bounded input, timeouts.
+"""``map``, written once for every backend: one engine drives ``map``, ``amap``,
+``starmap``, ``anyexec.map`` and the retry path.
 
 The caller's items are grouped into :class:`~anyexec._worker.tasks.Chunk` objects, each one
-submission to the backend's executor. At most ``buffersize`` chunks are in flight, so input
-is read lazily (``map(f, itertools.count())`` works). Chunk sizes adapt to the measured run
-time of earlier chunks (see :class:`ChunkSizer`). Results come back in input order, or in
-completion order with ``ordered=False``.
+submission to the backend's executor (sizes: ``anyexec._chunking``). At most a window of
+chunks is in flight, so input is read lazily (``map(f, itertools.count())`` works). Results
+come back in input order, or in completion order with ``ordered=False``
+(``anyexec._inflight``).
+
+:meth:`MapRun.step` does everything that can be done without blocking -- deliver a
+finished chunk, refill the window, re-run a chunk that lost its worker, abandon a task past
+its ``task_timeout``, check the deadline -- and otherwise says how long to wait. The
+blocking iterator (:func:`iter_map`) and the async one (:func:`aiter_map`) differ only in
+how they wait, so every rule holds on both.
 """
 
 from __future__ import annotations
 
 import concurrent.futures as cf
-import contextlib
 import itertools
-import math
-import operator
-import queue
+import threading
 import time
 import weakref
-from collections import deque
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
-from typing import Any, Protocol
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, TypedDict
 
-from anyexec._worker.tasks import Chunk, ChunkResult, Failure
-from anyexec.errors import TaskTimeout, WorkerLost
+from anyexec import _inflight
+from anyexec._chunking import ChunkSizer, Window
+from anyexec._worker.tasks import Chunk, ChunkResult, Failure, Initializer
+from anyexec.errors import BackendError, MapTimeout, TaskTimeout, WorkerLost
 
-__all__ = ["ChunkSizer", "Engine", "MapRun", "aiter_map", "iter_map"]
+if TYPE_CHECKING:
+    pass
 
-#: Largest adaptive chunk: bounds memory when the input length is unknown.
-MAX_CHUNK = 8192
-#: How much an adaptive chunk may grow per observation (shrinking is immediate).
-GROWTH = 16
+__all__ = ["MapOptions", "MapPlan", "MapRun", "Port", "Wait", "aiter_map", "iter_map"]
+
 #: How often (seconds) the caller looks for tasks to abandon past their task_timeout.
 POLL = 0.05
 
 
-class Engine(Protocol):
-    """What :func:`iter_map` needs from an executor (implemented by anyexec.Executor)."""
+class MapOptions(TypedDict, total=False):
+    """The keyword arguments of every ``map``: ``Executor.map``/``amap``/``starmap``/
+    ``astarmap`` and ``anyexec.map``/``amap``/``starmap``.
 
-    @property
-    def workers(self) -> int: ...
-
-    def _submit_chunks(
-        self, chunks: Sequence[Chunk], share_arrays: bool = ...
-    ) -> list[cf.Future[ChunkResult]]: ...
-
-    def _chunk_error(self, exc: BaseException, chunk: Chunk) -> BaseException: ...
-
-    @property
-    def _crossing(self) -> bool: ...
-
-    @property
-    def _target_chunk_seconds(self) -> float: ...
-
-    @property
-    def _in_caller(self) -> bool: ...
-
-    def _grow(self, workers: int) -> None: ...
-
-
-class ChunkSizer:
-    """How many items the next chunk holds.
-
-    With a fixed ``chunksize`` it always says that. Adaptive (``chunksize="auto"``), it
-    starts at one item, then sizes chunks so each runs about ``target`` seconds inside the
-    worker, judged from an exponentially weighted per-item time of finished chunks. It grows
-    by at most ``GROWTH``× per observation and shrinks at once. When the input length is
-    known, chunks are also kept small enough that each worker gets at least four of the
-    remaining items' chunks, so the tail stays balanced -- but never split below a quarter
-    of the target duration, where balance no longer matters and submissions would.
+    - ``timeout``: seconds from the call until every result must be in, else
+      :class:`~anyexec.errors.MapTimeout` (a ``TimeoutError``), as ``concurrent.futures``.
+    - ``chunksize``: items per submission; ``"auto"`` (default) adapts to measured task time.
+    - ``ordered``: input order (default) or completion order.
+    - ``buffersize``: chunks in flight; ``"auto"`` (default) is a few per worker, so input
+      is read lazily; ``None`` submits everything at once, as the standard library does.
+    - ``progress``: True (or a description, or tqdm keyword arguments) shows a bar.
+    - ``share_arrays``: numpy arrays of 1 MiB or more reach process workers through shared
+      memory (one copy, no pickling); False pickles them.
+    - ``task_timeout``: seconds one task may run; past it that task fails with
+      ``TaskTimeout`` and the others go on (``docs/reliability.md``).
+    - ``retries``: re-run a chunk whose worker died up to this many times, one task at a
+      time with nothing else in flight, so a task that kills its worker takes no other
+      task with it (for idempotent work).
+    - ``return_exceptions``: yield a failed task's exception as its result instead of
+      raising it, so every task's outcome arrives.
     """
 
-    def __init__(
-        self,
-        fixed: int | None,
-        workers: int,
-        target: float,
-        total: int | None,
-        max_size: int = MAX_CHUNK,
-    ) -> None:
-        self.fixed = fixed
-        self.workers = workers
-        self.target = target
-        self.total = total
-        self.max_size = max_size
-        self.size = fixed or 1
-        self.per_item: float | None = None
-        self.handed_out = 0
-        #: False while adaptive sizes are still growing towards the target.
-        self.settled = fixed is not None
-
-    def next_size(self) -> int:
-        size = self.size
-        if self.fixed is None and self.total is not None:
-            remaining = self.total - self.handed_out
-            balanced = math.ceil(remaining / (4 * self.workers))
-            if self.per_item:
-                balanced = max(balanced, math.ceil(self.target / 4 / self.per_item))
-            size = max(1, min(size, balanced))
-        self.handed_out += size
-        return size
-
-    def observe(self, items: int, seconds: float) -> None:
-        if self.fixed is not None or items <= 0:
-            return
-        sample = seconds / items
-        self.per_item = sample if self.per_item is None else 0.5 * self.per_item + 0.5 * sample
-        ideal = self.target / self.per_item if self.per_item > 0 else float(self.max_size)
-        grown = min(ideal, self.size * GROWTH)
-        self.settled = grown >= ideal or grown >= self.max_size
-        self.size = max(1, min(self.max_size, int(grown)))
+    timeout: float | None
+    chunksize: int | str
+    ordered: bool
+    buffersize: int | str | None
+    progress: bool | str | dict[str, Any]
+    share_arrays: bool
+    task_timeout: float | None
+    retries: int | None
+    return_exceptions: bool
 
 
-def _length(iterables: Sequence[Iterable[Any]]) -> int | None:
-    lengths = []
-    for it in iterables:
-        if not hasattr(it, "__len__"):
-            return None
-        lengths.append(operator.length_hint(it))
-    return min(lengths)
+@dataclass(frozen=True)
+class MapPlan:
+    """One map's checked settings (built by the executor from :class:`MapOptions`)."""
+
+    window: Window
+    sizer: ChunkSizer
+    ordered: bool
+    deadline: float | None
+    progress: Any
+    share_arrays: bool
+    task_timeout: float | None
+    abandon_after: float | None
+    retries: int
+    return_exceptions: bool
+    mode: int
+    init: Initializer | None
+
+
+class Port(Protocol):
+    """What the map engine needs from an executor (``anyexec.Executor`` hands one over).
+
+    ``crossing``: items and results must pickle; ``in_caller``: chunks run inside
+    ``submit`` (serial), so a deadline can only be checked between them.
+    """
+
+    backend: str
+    workers: int
+    crossing: bool
+    in_caller: bool
+
+    def submit_chunks(
+        self, chunks: Sequence[Chunk], share_arrays: bool
+    ) -> list[cf.Future[ChunkResult]]: ...
+
+    def chunk_error(self, exc: BaseException, chunk: Chunk) -> BaseException: ...
+
+    def grow(self, workers: int) -> None: ...
+
+
+class Wait(NamedTuple):
+    """Nothing to deliver yet: wait for a chunk to finish, at most ``seconds`` (None:
+    without limit)."""
+
+    seconds: float | None
 
 
 class MapRun:
-    """The state of one ``map``: what is in flight, what comes next, and the deadline.
-
-    Both the blocking iterator (:func:`iter_map`) and the async one
-    (:func:`aiter_map`) drive it; only how they wait for a chunk differs.
-    """
+    """The state of one map, advanced by :meth:`step`."""
 
     def __init__(
-        self,
-        engine: Engine,
-        fn: Callable[..., Any],
-        iterables: Sequence[Iterable[Any]],
-        *,
-        timeout: float | None,
-        chunksize: int | None,
-        ordered: bool,
-        buffersize: int | None,
-        progress: Any = None,
-        share_arrays: bool = True,
-        task_timeout: float | None = None,
-        abandon_after: float | None = None,
-        retries: int = 0,
-        return_exceptions: bool = False,
+        self, port: Port, fn: Callable[..., Any], items: Iterator[Any], plan: MapPlan
     ) -> None:
-        self.engine = engine
-        #: Seconds after which a task the worker cannot stop is abandoned (threads): one
-        #: task per chunk then, so abandoning one discards no other result.
-        self.abandon_after = abandon_after
-        if abandon_after is not None:
-            chunksize = 1
-        self.share_arrays = share_arrays
-        self.task_timeout = task_timeout
-        self.retries = retries
-        self.return_exceptions = return_exceptions
-        #: Retries left per chunk that lost its worker; while any is being re-run, nothing
-        #: else is submitted, so a task that kills its worker cannot take others with it.
-        self.retrying: set[cf.Future[ChunkResult]] = set()
-        self.requeue: deque[Chunk] = deque()  # unordered: one-item chunks to re-run alone
-        self.recovering = False
+        self.port = port
         self.fn = fn
-        self.ordered = ordered
-        self.end = None if timeout is None else time.monotonic() + timeout
-        self.items: Iterator[tuple[Any, ...]] = zip(*iterables)
-        total = _length(iterables)
-        if buffersize is None:  # the standard library's behaviour: submit everything now
-            listed = list(self.items)
-            total = len(listed)
-            self.items = iter(listed)
-            if chunksize is None:
-                chunksize = max(1, math.ceil(total / (4 * engine.workers)))
-        self.sizer = ChunkSizer(chunksize, engine.workers, engine._target_chunk_seconds, total)
-        self.crossing = engine._crossing
-        # A backend that runs tasks inside submit() (serial) cannot be interrupted; it still
-        # honours the deadline: a result asked for after it raises TimeoutError.
-        self.late_check = engine._in_caller and self.end is not None
-        self.window = buffersize
-        # Refill once a quarter of the window is free, so each submission carries several
-        # chunks (one client.map call on dask instead of one per chunk).
-        self.refill_at = 1 if buffersize is None else max(1, buffersize // 4)
-        # Ordered: a FIFO of (future, chunk), where a None future is a one-item chunk
-        # waiting to be re-run alone (``retries``). Unordered: a dict and a done queue.
-        self.fifo: deque[tuple[cf.Future[ChunkResult] | None, Chunk]] = deque()
-        self.live: dict[cf.Future[ChunkResult], Chunk] = {}
-        self.done: queue.SimpleQueue[cf.Future[ChunkResult]] = queue.SimpleQueue()
+        self.items = items
+        self.plan = plan
+        self.sizer = plan.sizer
+        self.flight = _inflight.make(plan.ordered)
         self.exhausted = False
-        self.bar = _progress_bar(progress, total)
+        #: An exception the input raised: delivered after everything read before it.
+        self.input_error: BaseException | None = None
+        #: While a lost chunk's tasks are re-run, nothing new is submitted.
+        self.recovering = False
+        #: Set on every chunk's completion; waited on by the blocking iterator.
+        self.bell = threading.Event()
+        #: Called on every chunk's completion; set by the async iterator to wake its loop.
+        self.waker: Callable[[], None] | None = None
+        #: Whether the outcomes :meth:`step` just returned hold failures.
+        self.mixed = False
+        # Where chunks run inside submit() (serial) nothing can be interrupted; the
+        # deadline is still honoured: a result asked for after it raises.
+        self.late_check = port.in_caller and plan.deadline is not None
+        self.bar = _progress_bar(plan.progress, plan.sizer.total)
 
-    def active(self) -> bool:
-        return bool(self.fifo or self.live or self.requeue)
+    # -- the step ---------------------------------------------------------------------
 
-    def remaining(self) -> float | None:
-        """Seconds left before the deadline (None: no deadline); raises once it passed."""
-        if self.end is None:
-            return None
-        left = self.end - time.monotonic()
-        if self.late_check and left < 0:
-            raise cf.TimeoutError()
-        return max(0.0, left)
-
-    def refill(self) -> None:
-        if self.recovering:
-            return
-        in_flight = len(self.fifo) if self.ordered else len(self.live)
-        window = self.window
-        if window is not None and not self.sizer.settled:
-            # Sizes still growing from one item: keep few chunks in flight, so the window
-            # is not filled with chunks far smaller than the next measurement allows.
-            window = min(window, 2 * self.engine.workers)
-        room = (window - in_flight) if window is not None else math.inf
-        if room < self.refill_at and in_flight:
-            return
-        batch: list[Chunk] = []
-        while room > 0 and not self.exhausted:
-            part = list(itertools.islice(self.items, self.sizer.next_size()))
-            if not part:
-                self.exhausted = True
-                break
-            batch.append(Chunk(self.fn, part, self.crossing, self.task_timeout))
-            room -= 1
-        if not batch:
-            return
-        futures = self.engine._submit_chunks(batch, self.share_arrays)
-        for fut, chunk in zip(futures, batch):
-            if self.ordered:
-                self.fifo.append((fut, chunk))
-            else:
-                self.live[fut] = chunk
-                fut.add_done_callback(self.done.put)
-
-    def _running_besides_head(self) -> list[cf.Future[ChunkResult]]:
-        later = itertools.islice(self.fifo, 1, None)
-        return [f for f, _ in later if f is not None and not f.done()]
-
-    def _launch_retry(self) -> None:
-        """Submit the next chunk waiting to be re-run when its turn has come and nothing
-        else runs: on a pool that a worker's death breaks (process, loky) everything in
-        flight has failed by then; on dask, chunks on other workers run on, and a retry
-        running beside one that kills its worker would be hit again."""
-        if self.ordered:
-            fut, chunk = self.fifo[0]
-            if fut is None and not self._running_besides_head():
-                self.fifo[0] = (self._resubmit(chunk), chunk)
-            return
-        if self.requeue and all(f.done() for f in self.live):
-            chunk = self.requeue.popleft()
-            new = self._resubmit(chunk)
-            self.live[new] = chunk
-            new.add_done_callback(self.done.put)
-
-    def _resubmit(self, chunk: Chunk) -> cf.Future[ChunkResult]:
-        (new,) = self.engine._submit_chunks([chunk], self.share_arrays)
-        self.retrying.add(new)
-        return new
-
-    def candidates(self) -> list[cf.Future[ChunkResult]]:
-        """The futures whose completion lets the map go on."""
-        self._launch_retry()
-        if self.ordered:
-            head = self.fifo[0][0]
-            return [head] if head is not None else self._running_besides_head()
-        return list(self.live)
-
-    def wait_next(self) -> tuple[cf.Future[ChunkResult], Chunk]:
-        """Block until the next chunk to deliver is done (or the deadline passes)."""
-        self._launch_retry()
+    def step(self) -> list[Any] | Wait | None:
+        """Advance without blocking: the next chunk's outcomes, reversed (pop them to
+        deliver in order; :attr:`mixed` says whether some are :class:`Failure`); a
+        :class:`Wait`; or None when every outcome was delivered."""
+        self.bell.clear()
+        if self.late_check:
+            self._left()
+        flight = self.flight
         while True:
-            left = self.remaining()
-            wait = left if self.abandon_after is None else min(POLL if left is None else left, POLL)
-            if self.ordered:
-                fut, chunk = self.fifo[0]
-                if fut is None:  # a retry waits for the chunks still running to end
-                    if left is not None and left <= 0:
-                        raise cf.TimeoutError()
-                    cf.wait(self._running_besides_head(), wait, cf.FIRST_COMPLETED)
-                    self._launch_retry()
-                    continue
-                try:
-                    fut.result(timeout=wait)
-                    return fut, chunk
-                except cf.TimeoutError:
-                    if fut.done():
-                        return fut, chunk
-                except Exception:
-                    return fut, chunk  # a failed or cancelled chunk: take() raises it, shaped
-            else:
-                try:
-                    fut = self.done.get(timeout=wait)
-                    return fut, self.live[fut]
-                except queue.Empty:
-                    pass
-            if self.abandon_after is None or (left is not None and left <= POLL):
-                raise cf.TimeoutError()
-            overdue = self._overdue()
-            if overdue is not None:
-                return overdue
+            rerun = flight.next_rerun()
+            if rerun is not None:
+                (rerun[0],) = self._submit([rerun[1]])
+                flight.resubmitted(rerun)
+            entry = flight.take()
+            if entry is not None:
+                outcomes = self._outcomes(entry[0], entry[1])
+                if outcomes is None:
+                    continue  # re-submitted after its worker died: look again
+                return outcomes
+            if not flight:
+                if self.input_error is not None:
+                    error, self.input_error = self.input_error, None
+                    raise error
+                return None
+            left = self._left()
+            if self.plan.abandon_after is None:
+                return Wait(left)
+            if not self._abandon_overdue():
+                return Wait(POLL if left is None else min(left, POLL))
 
-    def _overdue(self) -> tuple[cf.Future[ChunkResult], Chunk] | None:
-        """The first task running past ``abandon_after``, replaced by its TaskTimeout."""
-        now = time.monotonic()
-        entries = list(self.fifo)[:1] if self.ordered else list(self.live.items())
-        for fut, chunk in entries:
-            if fut is None or fut.done() or chunk.started is None:
-                continue
-            if now - chunk.started < self.abandon_after:  # type: ignore[operator]
-                continue
-            error = TaskTimeout(
-                f"the task ran past its task_timeout of {self.abandon_after:g} s; backend "
-                f"threads cannot be stopped, so it was abandoned (it runs on, its result "
-                f"discarded) and the pool was given a replacement worker"
+    def _left(self) -> float | None:
+        """Seconds before the deadline (None: no deadline); raises once it passed."""
+        deadline = self.plan.deadline
+        if deadline is None:
+            return None
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise MapTimeout(
+                "map(timeout=...) passed before every result was in; the tasks not yet "
+                "started were cancelled"
             )
-            stand_in: cf.Future[ChunkResult] = cf.Future()
-            stand_in.set_result(ChunkResult([Failure(error, None)] * len(chunk), 0.0, True))
-            self.engine._grow(1)
-            fut.add_done_callback(lambda _: self.engine._grow(-1))  # capacity back when done
-            if self.ordered:
-                self.fifo[0] = (stand_in, chunk)
-            else:
-                del self.live[fut]
-                self.live[stand_in] = chunk
-            return stand_in, chunk
-        return None
+        return left
 
-    def take(self, fut: cf.Future[ChunkResult], chunk: Chunk) -> ChunkResult | None:
-        """Account for a finished chunk, refill, and return its outcomes -- or None when
-        the chunk lost its worker and was submitted again (``retries``)."""
+    def _outcomes(self, fut: cf.Future[ChunkResult], chunk: Chunk) -> list[Any] | None:
+        """A finished chunk's outcomes, reversed; None if it was queued to re-run."""
         try:
             result = fut.result(timeout=0)
-        except (cf.TimeoutError, cf.CancelledError):
-            raise
         except BaseException as exc:
-            error = self.engine._chunk_error(exc, chunk)
-            if isinstance(error, WorkerLost) and self._retry(fut, chunk):
-                return None
-            self._forget(fut)
-            if not self.return_exceptions or not isinstance(error, Exception):
-                raise error from exc
-            return ChunkResult([error] * len(chunk), 0.0, False)
-        self._forget(fut)
+            return self._failed(exc, chunk)
+        if type(result) is not ChunkResult or len(result.outcomes) != len(chunk):
+            result = self._checked(result, chunk)
         if self.recovering:
             self.recovering = self._lost_pending()
-        self.sizer.observe(len(chunk), result[1])
+        self.sizer.observe(len(chunk), result.seconds)
         self.refill()
         if self.bar is not None:
             self.bar.update(len(chunk))
-        return result
+        outcomes = result.outcomes
+        outcomes.reverse()
+        self.mixed = result.failed
+        return outcomes
 
-    def _forget(self, fut: cf.Future[ChunkResult]) -> None:
-        self.retrying.discard(fut)
-        if self.ordered:
-            self.fifo.popleft()
+    def _failed(self, exc: BaseException, chunk: Chunk) -> list[Any] | None:
+        """The whole chunk failed (its worker died, it was cancelled by the backend, it
+        could not be sent): one shaped error for each of its items, re-run if allowed."""
+        if isinstance(exc, cf.CancelledError):
+            error: BaseException = cf.CancelledError(
+                f"backend {self.port.backend!r} cancelled a chunk of this map"
+            )
         else:
-            self.live.pop(fut, None)
+            error = self.port.chunk_error(exc, chunk)
+        if isinstance(error, WorkerLost) and self._rerun(chunk):
+            return None
+        if not isinstance(error, Exception):
+            raise error
+        if self.recovering:
+            self.recovering = self._lost_pending()
+        self.refill()
+        self.mixed = True
+        return [Failure(error, None)] * len(chunk)
 
-    def _retry(self, fut: cf.Future[ChunkResult], chunk: Chunk) -> bool:
-        """A chunk lost its worker: split it into one-item chunks that are re-run one at a
-        time with nothing else in flight, so the task that kills its worker is found and
-        fails alone while its neighbours' results arrive. False when no retries are left."""
-        left = self.retries if chunk.retries_left is None else chunk.retries_left
+    def _checked(self, result: Any, chunk: Chunk) -> ChunkResult:
+        """A chunk result from a backend that changed it: accepted if it still has the
+        shape, else an error naming the backend and what it returned."""
+        if (
+            isinstance(result, tuple)
+            and len(result) == 3
+            and isinstance(result[0], list)
+            and len(result[0]) == len(chunk)
+        ):
+            return ChunkResult(*result)
+        got = f"{type(result).__name__}"
+        if isinstance(result, tuple) and result and isinstance(result[0], list):
+            got += f" with {len(result[0])} outcomes"
+        raise BackendError(
+            f"backend {self.port.backend!r} returned {got} for a chunk of {len(chunk)} "
+            f"tasks, where a ChunkResult with one outcome per task was expected; the backend "
+            f"must return what the submitted chunk returns (docs/writing-a-backend.md)"
+        )
+
+    # -- submitting -------------------------------------------------------------------
+
+    def refill(self) -> None:
+        """Submit chunks while the window has room (and nothing is being re-run)."""
+        if self.recovering or self.exhausted:
+            return
+        plan, flight, sizer = self.plan, self.flight, self.sizer
+        running = flight.running()
+        size = plan.window.size
+        if size is not None and not sizer.settled:
+            # Sizes still growing from one item: keep few chunks in flight, so the window
+            # is not filled with chunks far smaller than the next measurement allows.
+            size = min(size, 2 * self.port.workers)
+        if size is not None:
+            room = size - running
+            if room < plan.window.refill_at and running:
+                return
+        else:
+            room = -1  # no bound
+        batch: list[Chunk] = []
+        fn, crossing, timeout, mode, init = (
+            self.fn,
+            self.port.crossing,
+            plan.task_timeout,
+            plan.mode,
+            plan.init,
+        )
+        items, islice = self.items, itertools.islice
+        while room != 0:
+            part: list[Any] = []
+            try:
+                part.extend(islice(items, sizer.next_size()))
+            except (KeyboardInterrupt, SystemExit):
+                raise
+            except BaseException as exc:  # the input failed: deliver what came before
+                self.input_error = exc
+                self.exhausted = True
+            if part:
+                batch.append(Chunk(fn, part, crossing, timeout, mode, init))
+                room -= 1
+            else:
+                self.exhausted = True
+            if self.exhausted:
+                break
+        if batch:
+            for fut, chunk in zip(self._submit(batch), batch):
+                flight.add(fut, chunk)
+
+    def _submit(self, chunks: list[Chunk]) -> list[cf.Future[ChunkResult]]:
+        futures = self.port.submit_chunks(chunks, self.plan.share_arrays)
+        arrived = self._arrived
+        for fut in futures:
+            fut.add_done_callback(arrived)
+        return futures
+
+    def _arrived(self, fut: cf.Future[Any]) -> None:
+        self.flight.arrived(fut)
+        self.bell.set()
+        waker = self.waker
+        if waker is not None:
+            waker()
+
+    # -- faults -----------------------------------------------------------------------
+
+    def _rerun(self, chunk: Chunk) -> bool:
+        """A chunk lost its worker: split it into one-item chunks re-run one at a time
+        with nothing else in flight, so the task that kills its worker is found and fails
+        alone while its neighbours' results arrive. False when no retries are left."""
+        left = self.plan.retries if chunk.retries_left is None else chunk.retries_left
         if left <= 0:
             return False
         self.recovering = True
-        self.retrying.discard(fut)
-        subs = [Chunk(self.fn, [item], self.crossing, self.task_timeout) for item in chunk.original]
+        subs = [chunk.like([item]) for item in chunk.original]
         for sub in subs:
             sub.retries_left = left - 1
-        if self.ordered:
-            self.fifo.popleft()
-            self.fifo.extendleft((None, sub) for sub in reversed(subs))
-        else:
-            self.live.pop(fut, None)
-            self.requeue.extend(subs)
+        self.flight.rerun_alone(subs)
         return True
 
     def _lost_pending(self) -> bool:
-        """Is a chunk still waiting to be re-run, or being re-run, after a worker died?"""
-        if self.requeue:
+        """Is a chunk still waiting to be re-run, or running, after a worker died?"""
+        for fut in self.flight.futures():
+            if not fut.done():
+                return True
+            if not fut.cancelled() and isinstance(fut.exception(), cf.BrokenExecutor):
+                return True
+        return len(self.flight) > len(self.flight.futures())
+
+    def _abandon_overdue(self) -> bool:
+        """Give up on the first task running past ``abandon_after`` (threads cannot be
+        stopped): its outcome becomes TaskTimeout, the pool gets a replacement worker
+        until the task ends. True if one was abandoned."""
+        limit = self.plan.abandon_after
+        assert limit is not None
+        now = time.monotonic()
+        for entry in self.flight.watched():
+            fut, chunk = entry
+            if fut.done() or chunk.started is None or now - chunk.started < limit:
+                continue
+            error = TaskTimeout(
+                f"the task ran past its task_timeout of {limit:g} s; backend threads cannot "
+                f"be stopped, so it was abandoned (it runs on, its result discarded) and the "
+                f"pool was given a replacement worker"
+            )
+            stand_in: cf.Future[ChunkResult] = cf.Future()
+            stand_in.set_result(ChunkResult([Failure(error, None)] * len(chunk), 0.0, True))
+            self.port.grow(1)
+            fut.add_done_callback(self._give_back)  # capacity back once it ends
+            self.flight.replace(entry, stand_in)
             return True
-        for f in [f for f, _ in self.fifo] + list(self.live):
-            if f is None or (f in self.retrying and not f.done()):
-                return True
-            if f.done() and not f.cancelled() and isinstance(f.exception(), cf.BrokenExecutor):
-                return True
         return False
 
-    def cancel(self) -> None:
-        _cancel_pending(self.fifo, self.live)
+    def _give_back(self, _: object) -> None:
+        self.port.grow(-1)
+
+    # -- the end ----------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Cancel every chunk not yet started (the iterator was closed or dropped)."""
+        _cancel(self.flight)
         if self.bar is not None:
             self.bar.close()
             self.bar = None
 
+    def deliver_mixed(self, outcomes: list[Any]) -> Iterator[Any]:
+        """Pop outcomes that include failures: each raised at its position, or yielded
+        as the exception with ``return_exceptions``."""
+        pop, keep = outcomes.pop, self.plan.return_exceptions
+        while outcomes:
+            value = pop()
+            if type(value) is Failure:
+                if keep:
+                    yield value.exception()
+                    continue
+                value.reraise()
+            yield value
 
-def _cancel_pending(
-    fifo: deque[tuple[cf.Future[Any] | None, Chunk]], live: dict[cf.Future[Any], Chunk]
-) -> None:
-    for fut in [f for f, _ in list(fifo)] + list(live):
-        if fut is not None:
-            fut.cancel()
 
-
-def _outcomes(result: ChunkResult | None, return_exceptions: bool = False) -> Iterator[Any]:
-    if result is None:  # re-submitted after its worker died: nothing to deliver yet
-        return
-    outcomes, _, failed = result
-    if not failed:
-        yield from outcomes
-        return
-    for outcome in outcomes:
-        if type(outcome) is Failure:
-            if return_exceptions:
-                yield outcome.exception()
-                continue
-            outcome.reraise()
-        yield outcome
+def _cancel(flight: _inflight.InFlight) -> None:
+    for fut in flight.futures():
+        fut.cancel()
 
 
 def iter_map(
-    engine: Engine, fn: Callable[..., Any], iterables: Sequence[Iterable[Any]], **kwargs: Any
+    port: Port, fn: Callable[..., Any], items: Iterator[Any], plan: MapPlan
 ) -> Iterator[Any]:
-    """Submit the first chunks now and return a blocking iterator over the results.
+    """Submit the first chunks now and return a blocking iterator over the outcomes.
 
     Chunks are submitted before the first result is asked for (as the standard library
-    does), so work starts at once. Closing or dropping the iterator cancels every chunk
-    not yet started.
+    does), so work starts at once. Closing the iterator cancels every chunk not yet
+    started; so does dropping it -- except with ``buffersize=None``, where, as in the
+    standard library, an iterator that was never started cancels nothing.
     """
-    run = MapRun(engine, fn, iterables, **kwargs)
+    run = MapRun(port, fn, items, plan)
 
     def results() -> Iterator[Any]:
+        step, deliver_mixed = run.step, run.deliver_mixed
         try:
-            while run.active():
-                run.remaining()
-                yield from _outcomes(run.take(*run.wait_next()), run.return_exceptions)
+            while True:
+                got = step()
+                if type(got) is list:
+                    if run.mixed:
+                        yield from deliver_mixed(got)
+                    else:
+                        pop = got.pop
+                        while got:
+                            yield pop()
+                elif got is None:
+                    return
+                else:
+                    run.bell.wait(got.seconds)  # type: ignore[union-attr]
         finally:
-            run.cancel()
+            run.close()
 
     run.refill()
     gen = results()
-    # A generator that is dropped before it starts never runs its finally: cancel then too.
-    weakref.finalize(gen, _cancel_pending, run.fifo, run.live)
+    if plan.window.size is not None:
+        # A generator dropped before it starts never runs its finally: cancel then too.
+        weakref.finalize(gen, _cancel, run.flight)
     return gen
 
 
 async def aiter_map(
-    engine: Engine, fn: Callable[..., Any], iterables: Sequence[Iterable[Any]], **kwargs: Any
+    port: Port, fn: Callable[..., Any], items: Iterator[Any], plan: MapPlan
 ) -> AsyncIterator[Any]:
-    """The async form of :func:`iter_map`: awaits chunks without blocking the event loop.
-
-    Cancelling the task that iterates (or closing the iterator) cancels pending chunks.
-    """
+    """The async form of :func:`iter_map`: waits for chunks without blocking the event
+    loop. Cancelling the task that iterates (or closing the iterator) cancels pending
+    chunks."""
     import anyio
 
-    from anyexec._aio import await_first
+    from anyexec._aio import waker
 
-    run = MapRun(engine, fn, iterables, **kwargs)
+    run = MapRun(port, fn, items, plan)
     try:
         run.refill()
-        while run.active():
-            left = run.remaining()
-            with anyio.fail_after(left) if left is not None else contextlib.nullcontext():
-                fut = await await_first(run.candidates())
-            if run.ordered and run.fifo[0][0] is not fut:
-                continue  # a chunk ran out beside a retry waiting to run alone: now it can
-            chunk = run.fifo[0][1] if run.ordered else run.live[fut]
-            for value in _outcomes(run.take(fut, chunk), run.return_exceptions):
-                yield value
+        while True:
+            event = anyio.Event()
+            run.waker = waker(event)
+            got = run.step()
+            if type(got) is list:
+                if run.mixed:
+                    for value in run.deliver_mixed(got):
+                        yield value
+                else:
+                    while got:
+                        yield got.pop()
+            elif got is None:
+                return
+            else:
+                with anyio.move_on_after(got.seconds):  # type: ignore[union-attr]
+                    await event.wait()
     finally:
-        run.cancel()
+        run.close()
 
 
 def _progress_bar(progress: Any, total: int | None) -> Any:

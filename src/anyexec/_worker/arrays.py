@@ -6,6 +6,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from anyexec._worker.args import remap
+
 __all__ = ["SharedArray", "unshare"]
 
 
@@ -29,6 +31,10 @@ class SharedArray:
         return np.memmap(self.path, dtype=self.dtype, mode="c", shape=self.shape)
 
 
-def unshare(items: Sequence[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
-    """In the worker: handles back to arrays."""
-    return [tuple(a.load() if type(a) is SharedArray else a for a in args) for args in items]
+def _load(value: Any) -> Any:
+    return value.load() if type(value) is SharedArray else value
+
+
+def unshare(items: Sequence[Any], mode: int = 0) -> list[Any]:
+    """In the worker: handles back to arrays, whatever way the chunk passes its items."""
+    return remap(items, mode, _load)

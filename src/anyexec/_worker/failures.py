@@ -6,9 +6,9 @@ from __future__ import annotations
 import pickle
 import traceback
 
-from anyexec.errors import RemoteTraceback, UnpicklableError
+from anyexec.errors import RemoteTraceback, TaskAborted, UnpicklableError
 
-__all__ = ["Failure", "portable"]
+__all__ = ["Failure", "aborted", "portable", "unsendable_result"]
 
 
 def _round_trips(exc: BaseException) -> Exception | None:
@@ -26,10 +26,35 @@ def _round_trips(exc: BaseException) -> Exception | None:
             return plain_error
 
 
+def aborted(exc: BaseException) -> TaskAborted:
+    """A task's ``SystemExit``, ``KeyboardInterrupt``, ``GeneratorExit`` (or another
+    ``BaseException`` that is not an ``Exception``) as that task's outcome."""
+    detail = f": {exc}" if str(exc) else ""
+    return TaskAborted(
+        f"the task raised {type(exc).__name__}{detail}, which would stop a worker or the "
+        f"program; anyexec kept it as this task's outcome (the original is the __cause__)",
+        exc,
+    )
+
+
+def unsendable_result(value: object, why: BaseException) -> UnpicklableError:
+    """The error that stands for a task's result that cannot be sent back from a worker."""
+    kind = f"{type(value).__module__}.{type(value).__qualname__}"
+    return UnpicklableError(
+        f"the task's result, a {kind} object, cannot be sent back from the worker "
+        f"({type(why).__name__}: {why}); return something picklable instead"
+    )
+
+
 def portable(exc: Exception) -> Exception:
+    """``exc``, or a stand-in where it cannot travel back through pickle."""
     why = _round_trips(exc)
     if why is None:
         return exc
+    if isinstance(exc, TaskAborted) and exc.original is not None:
+        # The error itself travels; only its original (say a local BaseException
+        # subclass) does not: keep the message, drop the original.
+        return portable(TaskAborted(str(exc), None))
     tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
     return UnpicklableError(
         f"the task raised {type(exc).__module__}.{type(exc).__qualname__}: {exc}; that "
@@ -56,10 +81,14 @@ class Failure:
         return cls(portable(exc), tb)
 
     def exception(self) -> Exception:
-        """The task's exception, with the worker's traceback attached as its cause."""
+        """The task's exception, with the worker's traceback attached as its cause (or as
+        the cause of the original that an anyexec error stands for)."""
         exc = self.exc
-        if self.tb is not None and exc.__cause__ is None:
-            exc.__cause__ = RemoteTraceback('\n"""\n' + self.tb + '"""')
+        if self.tb is not None:
+            original = getattr(exc, "original", None)
+            holder = original if isinstance(original, BaseException) else exc
+            if holder.__cause__ is None:
+                holder.__cause__ = RemoteTraceback('\n"""\n' + self.tb + '"""')
         return exc
 
     def reraise(self) -> None:

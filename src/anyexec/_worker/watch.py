@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from anyexec._worker.failures import Failure
+from anyexec._worker.failures import Failure, aborted
 from anyexec.errors import TaskTimeout
 
 __all__ = ["abandoned", "run_watched"]
@@ -59,7 +59,6 @@ class _Helper:
         self.finished = False
         self.abandoned = False
         self.failed = False
-        self.error: BaseException | None = None
         context = contextvars.copy_context()  # IN_WORKER and friends, as the caller set them
         self.thread = threading.Thread(
             target=context.run, args=(self._run, start), name="anyexec-task", daemon=True
@@ -78,12 +77,9 @@ class _Helper:
             except Exception as exc:
                 outcome = Failure.capture(exc, self.crossing)
                 self.failed = True
-            except BaseException as exc:  # SystemExit and the like: the chunk raises it
-                with cond:
-                    if not self.abandoned:
-                        self.error, self.finished = exc, True
-                        cond.notify()
-                return
+            except BaseException as exc:  # SystemExit and the like: this task's outcome
+                outcome = Failure.capture(aborted(exc), self.crossing)
+                self.failed = True
             with cond:
                 if self.abandoned:
                     return
@@ -126,8 +122,6 @@ def run_watched(
                 start = helper.index + 1
                 break
             else:
-                if helper.error is not None:
-                    raise helper.error
                 failed = failed or helper.failed
                 start = len(items)
     return out, failed

@@ -7,6 +7,7 @@ batch. Every future handed back is a standard ``concurrent.futures.Future``.
 from __future__ import annotations
 
 import concurrent.futures as cf
+import functools
 import logging
 import re
 import sys
@@ -99,10 +100,11 @@ class _Slot:
 
 def _run_scattered(chunk: Chunk, *arrays: Any) -> Any:
     """In the worker: put the scattered arrays (dask resolved the futures) back in place."""
-    chunk.items = [
-        tuple(arrays[a.i] if type(a) is _Slot else a for a in args) for args in chunk.items
-    ]
-    return _run(chunk)
+    return _run(chunk.remapped(lambda a: arrays[a.i] if type(a) is _Slot else a))
+
+
+def _to_slot(slots: dict[int, _Slot], value: Any) -> Any:
+    return slots.get(id(value), value)
 
 
 def _big_arrays(chunk: Chunk) -> list[Any]:
@@ -110,10 +112,9 @@ def _big_arrays(chunk: Chunk) -> list[Any]:
     if np is None:
         return []
     found: dict[int, Any] = {}
-    for args in chunk.items:
-        for a in args:
-            if isinstance(a, np.ndarray) and a.nbytes >= SCATTER_THRESHOLD:
-                found[id(a)] = a
+    for a in chunk.values():
+        if isinstance(a, np.ndarray) and a.nbytes >= SCATTER_THRESHOLD:
+            found[id(a)] = a
     return list(found.values())
 
 
@@ -280,12 +281,7 @@ class DaskExecutor(cf.Executor):
             assert isinstance(call, Chunk)
             futures = self.client.scatter(arrays, hash=False)
             slots = {id(a): _Slot(n) for n, a in enumerate(arrays)}
-            skeleton = Chunk(
-                call.fn,
-                [tuple(slots.get(id(a), a) for a in args) for args in call.items],
-                call.crossing,
-                call.timeout,
-            )
+            skeleton = call.remapped(functools.partial(_to_slot, slots))
             out[i] = self._wrap(self.client.submit(_run_scattered, skeleton, *futures, pure=False))
         if plain:
             mapped = self.client.map(_run, [calls[i] for i in plain], pure=False)
