@@ -23,7 +23,7 @@ import time
 import weakref
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, TypedDict
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, TypedDict, cast
 
 from anyexec import _inflight
 from anyexec._chunking import ChunkSizer, Window
@@ -141,6 +141,8 @@ class MapRun:
         self.waker: Callable[[], None] | None = None
         #: Whether the outcomes :meth:`step` just returned hold failures.
         self.mixed = False
+        #: An outcome was raised: the map is over.
+        self.stopped = False
         # Where chunks run inside submit() (serial) nothing can be interrupted; the
         # deadline is still honoured: a result asked for after it raises.
         self.late_check = port.in_caller and plan.deadline is not None
@@ -149,9 +151,9 @@ class MapRun:
     # -- the step ---------------------------------------------------------------------
 
     def step(self) -> list[Any] | Wait | None:
-        """Advance without blocking: the next chunk's outcomes, reversed (pop them to
-        deliver in order; :attr:`mixed` says whether some are :class:`Failure`); a
-        :class:`Wait`; or None when every outcome was delivered."""
+        """Advance without blocking: the next chunk's outcomes, reversed above an
+        :data:`END` marker (pop them to deliver in order; :attr:`mixed` says whether some
+        are :class:`Failure`); a :class:`Wait`; or None when every outcome was delivered."""
         self.bell.clear()
         if self.late_check:
             self._left()
@@ -206,6 +208,7 @@ class MapRun:
         if self.bar is not None:
             self.bar.update(len(chunk))
         outcomes = result.outcomes
+        outcomes.append(END)
         outcomes.reverse()
         self.mixed = result.failed
         return outcomes
@@ -227,7 +230,7 @@ class MapRun:
             self.recovering = self._lost_pending()
         self.refill()
         self.mixed = True
-        return [Failure(error, None)] * len(chunk)
+        return [END] + [Failure(error, None)] * len(chunk)
 
     def _checked(self, result: Any, chunk: Chunk) -> ChunkResult:
         """A chunk result from a backend that changed it: accepted if it still has the
@@ -375,12 +378,13 @@ class MapRun:
         """Pop outcomes that include failures: each raised at its position, or yielded
         as the exception with ``return_exceptions``."""
         pop, keep = outcomes.pop, self.plan.return_exceptions
-        while outcomes:
-            value = pop()
+        for value in iter(pop, END):
             if type(value) is Failure:
                 if keep:
                     yield value.exception()
                     continue
+                self.stopped = True  # a raised outcome ends the map, as in the stdlib
+                self.close()
                 value.reraise()
             yield value
 
@@ -388,6 +392,21 @@ class MapRun:
 def _cancel(flight: _inflight.InFlight) -> None:
     for fut in flight.futures():
         fut.cancel()
+
+
+class Results(itertools.chain):  # type: ignore[type-arg]
+    """The iterator ``map`` returns: each chunk's outcomes in turn, taken off the chunk's
+    list by C code (no Python frame per item) and dropped as they are delivered, so the
+    iterator keeps no delivered result alive. ``close()`` cancels what has not started."""
+
+    _chunks: Iterator[Any]
+
+    def close(self) -> None:
+        self._chunks.close()  # type: ignore[attr-defined]
+
+
+#: The bottom of each chunk's reversed outcome list: ``iter(outcomes.pop, END)``.
+END = object()
 
 
 def iter_map(
@@ -402,31 +421,28 @@ def iter_map(
     """
     run = MapRun(port, fn, items, plan)
 
-    def results() -> Iterator[Any]:
-        step, deliver_mixed = run.step, run.deliver_mixed
+    def chunks() -> Iterator[Iterator[Any]]:
+        step, bell = run.step, run.bell
         try:
-            while True:
+            while not run.stopped:
                 got = step()
                 if type(got) is list:
-                    if run.mixed:
-                        yield from deliver_mixed(got)
-                    else:
-                        pop = got.pop
-                        while got:
-                            yield pop()
+                    yield run.deliver_mixed(got) if run.mixed else iter(got.pop, END)
                 elif got is None:
                     return
                 else:
-                    run.bell.wait(got.seconds)  # type: ignore[union-attr]
+                    bell.wait(got.seconds)  # type: ignore[union-attr]
         finally:
             run.close()
 
     run.refill()
-    gen = results()
+    each = chunks()
+    results = cast(Results, Results.from_iterable(each))
+    results._chunks = each
     if plan.window.size is not None:
         # A generator dropped before it starts never runs its finally: cancel then too.
-        weakref.finalize(gen, _cancel, run.flight)
-    return gen
+        weakref.finalize(results, _cancel, run.flight)
+    return results
 
 
 async def aiter_map(
@@ -447,12 +463,8 @@ async def aiter_map(
             run.waker = waker(event)
             got = run.step()
             if type(got) is list:
-                if run.mixed:
-                    for value in run.deliver_mixed(got):
-                        yield value
-                else:
-                    while got:
-                        yield got.pop()
+                for value in run.deliver_mixed(got) if run.mixed else iter(got.pop, END):
+                    yield value
             elif got is None:
                 return
             else:
