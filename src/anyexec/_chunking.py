@@ -80,9 +80,10 @@ class ChunkSizer:
 
     With a fixed ``chunksize`` it always says that. Adaptive (``chunksize="auto"``), it
     starts at one item, then sizes chunks so each runs about ``target`` seconds inside the
-    worker, judged from an exponentially weighted per-item time of finished chunks. It grows
-    by at most ``GROWTH``× per observation and shrinks at once. When the input length is
-    known, chunks are also kept small enough that each worker gets at
+    worker, judged from an exponentially weighted per-item time of finished chunks. With an
+    unknown input length it grows by at most ``GROWTH``× per observation (up to
+    ``MAX_CHUNK``); it shrinks at once. When the input length is known it may jump to the
+    ideal size at once, and chunks are also kept small enough that each worker gets at
     least ``PER_WORKER`` of the remaining items' chunks, so the tail stays balanced -- but
     never split below a quarter of the target duration, where balance no longer matters
     and submissions would.
@@ -100,7 +101,8 @@ class ChunkSizer:
         self.workers = workers
         self.target = target
         self.total = total
-        self.max_size = max_size
+        # A known-length input is already in memory: larger chunks cost no extra memory.
+        self.max_size = max_size if total is None else 8 * max_size
         self.size = fixed or 1
         self.per_item: float | None = None
         self.handed_out = 0
@@ -143,6 +145,9 @@ class ChunkSizer:
         sample = seconds / items
         self.per_item = sample if self.per_item is None else 0.5 * self.per_item + 0.5 * sample
         ideal = self.target / self.per_item if self.per_item > 0 else float(self.max_size)
-        grown = min(ideal, self.size * GROWTH)
+        # With a known length the balance rule of next_size() already bounds a chunk, so
+        # the size may jump to the ideal at once; otherwise it grows step by step, so one
+        # misleading early sample cannot make a huge chunk.
+        grown = min(ideal, self.size * GROWTH) if self.total is None else ideal
         self.settled = grown >= ideal or grown >= self.max_size
         self.size = max(1, min(self.max_size, int(grown)))
