@@ -68,6 +68,22 @@ def box(x: int) -> Box:
     return Box(x)
 
 
+class Touchy:
+    """A result that refuses to be compared (as numpy arrays do)."""
+
+    def __init__(self, x: int) -> None:
+        self.x = x
+
+    def __eq__(self, other: object) -> bool:
+        raise TypeError("the truth value of this object is ambiguous")
+
+    __hash__ = object.__hash__
+
+
+def touchy(x: int) -> Touchy:
+    return Touchy(x)
+
+
 def failing_input(n: int, bad: int) -> Iterator[int]:
     for i in range(n):
         if i == bad:
@@ -181,6 +197,11 @@ def test_amap_abandons_or_stops_tasks_past_task_timeout(ex: anyexec.Executor) ->
 
 
 # -- the standard library's Executor behaviour ----------------------------------------------
+
+
+def test_results_are_never_compared(ex: anyexec.Executor) -> None:
+    assert [t.x for t in ex.map(touchy, range(50))] == list(range(50))
+    assert [t.x for t in ex.map(touchy, range(10), ordered=False, return_exceptions=True)]
 
 
 def test_map_without_iterables_is_empty(ex: anyexec.Executor) -> None:

@@ -151,9 +151,9 @@ class MapRun:
     # -- the step ---------------------------------------------------------------------
 
     def step(self) -> list[Any] | Wait | None:
-        """Advance without blocking: the next chunk's outcomes, reversed above an
-        :data:`END` marker (pop them to deliver in order; :attr:`mixed` says whether some
-        are :class:`Failure`); a :class:`Wait`; or None when every outcome was delivered."""
+        """Advance without blocking: the next chunk's outcomes, reversed (pop them to
+        deliver in order; :attr:`mixed` says whether some are :class:`Failure`); a
+        :class:`Wait`; or None when every outcome was delivered."""
         self.bell.clear()
         if self.late_check:
             self._left()
@@ -208,7 +208,6 @@ class MapRun:
         if self.bar is not None:
             self.bar.update(len(chunk))
         outcomes = result.outcomes
-        outcomes.append(END)
         outcomes.reverse()
         self.mixed = result.failed
         return outcomes
@@ -230,7 +229,7 @@ class MapRun:
             self.recovering = self._lost_pending()
         self.refill()
         self.mixed = True
-        return [END] + [Failure(error, None)] * len(chunk)
+        return [Failure(error, None)] * len(chunk)
 
     def _checked(self, result: Any, chunk: Chunk) -> ChunkResult:
         """A chunk result from a backend that changed it: accepted if it still has the
@@ -378,7 +377,8 @@ class MapRun:
         """Pop outcomes that include failures: each raised at its position, or yielded
         as the exception with ``return_exceptions``."""
         pop, keep = outcomes.pop, self.plan.return_exceptions
-        for value in iter(pop, END):
+        while outcomes:
+            value = pop()
             if type(value) is Failure:
                 if keep:
                     yield value.exception()
@@ -405,8 +405,10 @@ class Results(itertools.chain):  # type: ignore[type-arg]
         self._chunks.close()  # type: ignore[attr-defined]
 
 
-#: The bottom of each chunk's reversed outcome list: ``iter(outcomes.pop, END)``.
-END = object()
+def _popping(outcomes: list[Any]) -> Iterator[Any]:
+    """The items of a reversed list, in order, each removed as it is taken: ``list.pop``
+    called from C (``starmap``), with no comparison of the items (they may be arrays)."""
+    return itertools.starmap(outcomes.pop, itertools.repeat((), len(outcomes)))
 
 
 def iter_map(
@@ -427,7 +429,7 @@ def iter_map(
             while not run.stopped:
                 got = step()
                 if type(got) is list:
-                    yield run.deliver_mixed(got) if run.mixed else iter(got.pop, END)
+                    yield run.deliver_mixed(got) if run.mixed else _popping(got)
                 elif got is None:
                     return
                 else:
@@ -463,7 +465,7 @@ async def aiter_map(
             run.waker = waker(event)
             got = run.step()
             if type(got) is list:
-                for value in run.deliver_mixed(got) if run.mixed else iter(got.pop, END):
+                for value in run.deliver_mixed(got) if run.mixed else _popping(got):
                     yield value
             elif got is None:
                 return
