@@ -40,6 +40,7 @@ __all__ = [
     "LifecycleChecks",
     "MapChecks",
     "NestingChecks",
+    "OutcomeChecks",
     "SpeedupChecks",
     "SubmitChecks",
 ]
@@ -443,8 +444,13 @@ class SpeedupChecks(Fixtures):
             assert m.speedup == pytest.approx(1.0, rel=0.5)
 
 
+# Sections in their own modules build on Fixtures above (imported here, once it exists).
+from anyexec.testing.outcomes import OutcomeChecks  # noqa: E402
+
+
 class ConformanceSuite(
     MapChecks,
+    OutcomeChecks,
     SubmitChecks,
     ErrorChecks,
     LifecycleChecks,
