@@ -58,6 +58,12 @@ def default_start_method() -> str:
     return "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
 
 
+def _needs_python_311(value: int) -> None:
+    """``max_tasks_per_child`` exists in ``ProcessPoolExecutor`` from Python 3.11 on."""
+    if sys.version_info < (3, 11):
+        raise ValueError("needs Python 3.11 or newer")
+
+
 class ProcessBackend(Backend):
     """A pool of worker processes; functions and arguments must pickle."""
 
@@ -70,7 +76,10 @@ class ProcessBackend(Backend):
             choices=("forkserver", "spawn", "fork"),
         ),
         "max_tasks_per_child": Option(
-            int, "Replace a worker after this many submissions (Python 3.11+)."
+            int,
+            "Replace a worker after this many submissions (Python 3.11+).",
+            minimum=1,
+            check=_needs_python_311,
         ),
     }
 
