@@ -560,8 +560,7 @@ def _check_seconds(name: str, value: Any) -> float | None:
         return None
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ConfigError(
-            f"argument {name}={value!r}: must be a positive number of seconds, or None "
-            f"for no limit"
+            f"argument {name}={value!r}: must be a positive number of seconds, or None for no limit"
         )
     if not math.isfinite(value) or value > threading.TIMEOUT_MAX:
         raise ConfigError(
