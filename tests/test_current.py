@@ -197,3 +197,33 @@ def test_cli_config_shows_the_outcome(
     assert "backend: process" in capsys.readouterr().out
     assert cli.main(["config", "--require", "nope"]) == 2
     assert "'sharedmem'" in capsys.readouterr().err
+
+
+# -- docs/library-use.md runs as printed ----------------------------------------------------
+
+
+@pytest.mark.slow
+def test_the_documented_library_and_application_run(tmp_path: Path) -> None:
+    import os
+    import re
+    import subprocess
+    import sys
+
+    doc = (Path(__file__).parent.parent / "docs" / "library-use.md").read_text()
+    blocks = dict(re.findall(r"```python\n# (\w+\.py)(.*?)```", doc, re.S))
+    assert set(blocks) == {"wordstats.py", "app.py"}, "the example is missing"
+    assert sum(len(code.splitlines()) for code in blocks.values()) <= 26  # "20 lines"
+    for name, code in blocks.items():
+        (tmp_path / name).write_text(f"# {name}{code}")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ANYEXEC_")}
+    env["PYTHONPATH"] = str(tmp_path)
+    run = subprocess.run(
+        [sys.executable, "app.py"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.splitlines() == ["[2, 3]", "['doc:x', 'doc:y']"]

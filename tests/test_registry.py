@@ -109,3 +109,35 @@ def test_select_duplicates_between_plugins_first_by_name_wins() -> None:
     with pytest.warns(RuntimeWarning, match="ignoring b-dist"):
         chosen = registry._select(eps)
     assert chosen["fast"].value == "a:A" and chosen["ok"].value == "c:C"
+
+
+def test_core_names_resolve_from_anyexecs_own_metadata_without_a_scan(
+    monkeypatch: pytest.MonkeyPatch, refresh_registry: None
+) -> None:
+    scans: list[int] = []
+    real = registry._entry_points
+
+    def counted() -> list[EntryPoint]:
+        scans.append(1)
+        return real()
+
+    monkeypatch.setattr(registry, "_entry_points", counted)
+    for name in ("serial", "thread", "process", "asyncio"):
+        assert registry.get(name).name == name
+        assert registry.installed(name)
+    assert registry.core_names() == {"serial", "thread", "process", "asyncio"}
+    assert scans == []
+    assert registry.installed("loky")  # another distribution's name: one full scan
+    assert "dask" in registry.names() and len(scans) == 1
+    with pytest.raises(anyexec.BackendNotFound, match="Did you mean 'thread'"):
+        registry.get("thraed")
+    assert len(scans) == 1
+
+
+def test_a_plugin_cannot_shadow_a_core_name(plugins: Path) -> None:
+    _dist(plugins, "aaa-shadow", {"thread": "shadow_mod:ThreeThreads"}, "shadow_mod", GOOD)
+    registry.refresh()
+    assert type(registry.get("thread")).__module__ == "anyexec.builtin.thread"  # no scan
+    with pytest.warns(RuntimeWarning, match="'thread' is registered more than once; using anyexec"):
+        assert {b.name for b in anyexec.backends()} >= {"thread"}
+    assert type(registry.get("thread")).__module__ == "anyexec.builtin.thread"
