@@ -141,3 +141,61 @@ def test_a_plugin_cannot_shadow_a_core_name(plugins: Path) -> None:
     with pytest.warns(RuntimeWarning, match="'thread' is registered more than once; using anyexec"):
         assert {b.name for b in anyexec.backends()} >= {"thread"}
     assert type(registry.get("thread")).__module__ == "anyexec.builtin.thread"
+
+
+def test_own_metadata_read_directly_matches_importlib_metadata() -> None:
+    from importlib.metadata import distribution
+
+    direct = {ep.name: ep.value for ep in registry._core_entry_points()}
+    official = {
+        ep.name: ep.value
+        for ep in distribution("anyexec").entry_points
+        if ep.group == registry.GROUP
+    }
+    assert direct == official and set(direct) == {"serial", "thread", "process", "asyncio"}
+    for ep in registry._core_entry_points():
+        assert registry._dist_of(ep) == ("anyexec", anyexec.__version__)
+        assert issubclass(ep.load(), anyexec.Backend)
+
+
+def test_parse_group_reads_one_section() -> None:
+    text = (
+        "[console_scripts]\nx = a:b\n\n[anyexec.backends]\n# a comment\n"
+        " fast = os.path:join [extra]\nnested = os:path.join\n[other]\ny = c:d\n"
+    )
+    eps = registry._parse_group(text, registry.GROUP, registry._OwnDistribution("1"))
+    assert [(ep.name, ep.value) for ep in eps] == [
+        ("fast", "os.path:join [extra]"),
+        ("nested", "os:path.join"),
+    ]
+    import os.path
+
+    assert eps[0].load() is os.path.join and eps[1].load() is os.path.join
+
+
+def test_a_fresh_interpreter_picks_a_core_backend_without_importlib_metadata(
+    tmp_path: Path,
+) -> None:
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, anyexec\n"
+        "ex = anyexec.Executor('thread', workers=1)\n"
+        "assert ex.submit(int, '7').result(timeout=60) == 7\n"
+        "ex.shutdown()\n"
+        "anyexec.Executor()\n"
+        "print('importlib.metadata' in sys.modules)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ANYEXEC_")}
+    run = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip() == "False"
