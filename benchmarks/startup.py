@@ -5,7 +5,7 @@ Usage::
 
     python benchmarks/startup.py                 # thread and process, 10 runs each
     python benchmarks/startup.py --runs 20 --dists 300 --backends thread,process
-    python benchmarks/startup.py --anyexec-src /path/to/other/checkout/src   # compare a version
+    python benchmarks/startup.py --compare /path/to/other/checkout/src   # and another version
 
 Each sample is one new interpreter that times, from after ``import`` to after
 ``shutdown()``, one cycle of: create the executor, submit ``int()``, wait for the result,
@@ -98,7 +98,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dists", type=int, default=300, help="extra distributions")
     parser.add_argument("--backends", default="thread,process", help=",".join(CASES))
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--anyexec-src", help="put this folder first on PYTHONPATH (compare)")
+    parser.add_argument(
+        "--compare",
+        metavar="SRC",
+        help="also time the anyexec found first on PYTHONPATH=SRC (another checkout's src/), "
+        "interleaved with the others",
+    )
     args = parser.parse_args(argv)
     backends = [b.strip() for b in args.backends.split(",") if b.strip()]
     for b in backends:
@@ -118,8 +123,7 @@ def main(argv: list[str] | None = None) -> int:
         envs = {}
         for label, paths in (("as is", []), (f"+{args.dists} dists", [str(extra)])):
             env = dict(base)
-            path = ([args.anyexec_src] if args.anyexec_src else []) + paths
-            path += [base["PYTHONPATH"]] if base.get("PYTHONPATH") else []
+            path = paths + ([base["PYTHONPATH"]] if base.get("PYTHONPATH") else [])
             if path:
                 env["PYTHONPATH"] = os.pathsep.join(path)
             envs[label] = env
@@ -134,8 +138,16 @@ def main(argv: list[str] | None = None) -> int:
         for run in range(-1, args.runs):  # run -1: warm-up (caches), not counted
             for label, env in envs.items():
                 for b in backends:
-                    for who, code in zip(("anyexec", "raw"), CASES[b]):
-                        took = sample(code.format(workers=args.workers), env)
+                    mine, raw = CASES[b]
+                    variants = [("anyexec", mine, env), ("raw", raw, env)]
+                    if args.compare:
+                        other = dict(env)
+                        other["PYTHONPATH"] = os.pathsep.join(
+                            filter(None, [args.compare, env.get("PYTHONPATH")])
+                        )
+                        variants.append(("compare", mine, other))
+                    for who, code, use in variants:
+                        took = sample(code.format(workers=args.workers), use)
                         if run >= 0:
                             times.setdefault((label, b, who), []).append(took)
 
@@ -143,13 +155,18 @@ def main(argv: list[str] | None = None) -> int:
         f"python {sys.version.split()[0]}, {args.runs} runs each (median), "
         f"workers={args.workers}; create + first result + close in a fresh interpreter"
     )
-    print(f"{'environment':<22}{'backend':<9}{'anyexec s':>11}{'raw s':>10}{'ratio':>8}")
+    head = f"{'environment':<24}{'backend':<9}{'anyexec s':>11}{'raw s':>10}{'ratio':>8}"
+    print(head + (f"{'compared s':>12}{'ratio':>8}" if args.compare else ""))
     for label in envs:
         shown = f"{label} ({counts[label]} dists)"
         for b in backends:
             mine = statistics.median(times[(label, b, "anyexec")])
             raw = statistics.median(times[(label, b, "raw")])
-            print(f"{shown:<22}{b:<9}{mine:>11.4f}{raw:>10.4f}{mine / raw:>7.2f}×")
+            line = f"{shown:<24}{b:<9}{mine:>11.4f}{raw:>10.4f}{mine / raw:>7.2f}×"
+            if args.compare:
+                other = statistics.median(times[(label, b, "compare")])
+                line += f"{other:>12.4f}{other / raw:>7.2f}×"
+            print(line)
     return 0
 
 
