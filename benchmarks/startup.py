@@ -160,12 +160,12 @@ def main(argv: list[str] | None = None) -> int:
     for label in envs:
         shown = f"{label} ({counts[label]} dists)"
         for b in backends:
-            mine = statistics.median(times[(label, b, "anyexec")])
-            raw = statistics.median(times[(label, b, "raw")])
-            line = f"{shown:<24}{b:<9}{mine:>11.4f}{raw:>10.4f}{mine / raw:>7.2f}×"
+            t_any = statistics.median(times[(label, b, "anyexec")])
+            t_raw = statistics.median(times[(label, b, "raw")])
+            line = f"{shown:<24}{b:<9}{t_any:>11.4f}{t_raw:>10.4f}{t_any / t_raw:>7.2f}×"
             if args.compare:
-                other = statistics.median(times[(label, b, "compare")])
-                line += f"{other:>12.4f}{other / raw:>7.2f}×"
+                t_other = statistics.median(times[(label, b, "compare")])
+                line += f"{t_other:>12.4f}{t_other / t_raw:>7.2f}×"
             print(line)
     return 0
 
