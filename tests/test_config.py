@@ -296,9 +296,19 @@ def test_worker_count_above_the_ceiling_is_refused(name: str) -> None:
     assert ex.workers == 10**6 and ex.settings.allow_oversubscribe
 
 
-def test_serial_and_cluster_backends_have_no_ceiling() -> None:
+def test_serial_and_remote_cluster_have_no_ceiling() -> None:
     assert config.resolve("serial", 10**6).workers == 1
-    assert config.resolve("dask", 10**4).workers == 10**4  # workers elsewhere; not started
+    remote = {"address": "tcp://127.0.0.1:1"}  # workers elsewhere; nothing is started
+    assert config.resolve("dask", 10**4, remote).workers == 10**4
+    assert config.resolve("dask", 10**4, {"scheduler_file": "/x.json"}).workers == 10**4
+
+
+def test_embedded_cluster_has_the_process_ceiling() -> None:
+    ceiling = 4 * config.available_cpus()
+    assert config.resolve("dask", ceiling).workers == ceiling
+    with pytest.raises(anyexec.ConfigError, match=f"ceiling for backend 'dask' of {ceiling}"):
+        anyexec.Executor("dask", workers=ceiling + 1)
+    assert config.resolve("dask", ceiling + 1, allow_oversubscribe=True).workers == ceiling + 1
 
 
 def test_allow_oversubscribe_from_every_layer(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -114,6 +114,9 @@ SENSITIVE_NAMES = frozenset(
     }
 )
 
+#: Options with which a cluster backend connects to workers elsewhere instead of starting
+#: them on this machine.
+_REMOTE_OPTIONS = ("address", "scheduler_file", "client")
 _RUN_IN = {"nothing": "the caller's thread", "threads": "threads", "processes": "processes"}
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
@@ -241,11 +244,21 @@ def _check_choice(name: str, value: Any, valid: Iterable[str], source: str) -> N
         )
 
 
-def worker_ceiling(backend: Backend) -> int | None:
+def _per_cpu(backend: Backend, options: Mapping[str, Any]) -> tuple[int | None, str]:
+    if backend.crosses == "cluster":
+        if any(options.get(k) is not None for k in _REMOTE_OPTIONS):
+            return None, "a cluster"
+        return CEILING_PER_CPU["processes"], "processes of a cluster started on this machine"
+    return CEILING_PER_CPU.get(backend.crosses), _RUN_IN.get(backend.crosses, backend.crosses)
+
+
+def worker_ceiling(backend: Backend, options: Mapping[str, Any] | None = None) -> int | None:
     """The most workers ``backend`` gets without ``allow_oversubscribe``: 32 per CPU where
     tasks run in threads (or the caller), 4 per CPU where they run in processes on this
-    machine, none for a cluster (its workers are elsewhere)."""
-    per_cpu = CEILING_PER_CPU.get(backend.crosses)
+    machine (a cluster backend that starts its own cluster here included), none for a
+    cluster the backend connects to (``address``, ``scheduler_file``: its workers are
+    elsewhere)."""
+    per_cpu, _ = _per_cpu(backend, options or {})
     return None if per_cpu is None else per_cpu * available_cpus()
 
 
@@ -825,18 +838,6 @@ def resolve(
             allow_layer.allow_oversubscribe, _layer_label(allow_layer, "allow_oversubscribe")
         )
         sources["allow_oversubscribe"] = _layer_label(allow_layer, "allow_oversubscribe")
-    ceiling = worker_ceiling(the_backend)
-    if ceiling is not None and count > ceiling and not allow:
-        per_cpu = CEILING_PER_CPU[the_backend.crosses]
-        raise ConfigError(
-            f"{sources['workers']}: {count} workers exceed the ceiling for backend "
-            f"{the_backend.name!r} of {ceiling} ({per_cpu} per CPU × {available_cpus()} "
-            f"usable CPUs, for tasks that run in {_RUN_IN[the_backend.crosses]}). "
-            f"Use fewer workers, or lift the ceiling with allow_oversubscribe=True "
-            f"(an argument, using(), {ENV_ALLOW_OVERSUBSCRIBE}=1 or "
-            f"allow_oversubscribe = true in the config file)"
-        )
-
     raw: dict[str, tuple[Any, str]] = {}
     name = the_backend.name
     for layer in reversed(layers):  # lowest first, so higher layers overwrite
@@ -862,6 +863,18 @@ def resolve(
             )
         options_out[key] = spec.coerce(key, value, source)
         sources[f"option {key}"] = source
+    per_cpu, run_in = _per_cpu(the_backend, options_out)
+    ceiling = None if per_cpu is None else per_cpu * available_cpus()
+    if ceiling is not None and count > ceiling and not allow:
+        raise ConfigError(
+            f"{sources['workers']}: {count} workers exceed the ceiling for backend "
+            f"{the_backend.name!r} of {ceiling} ({per_cpu} per CPU × {available_cpus()} "
+            f"usable CPUs, for tasks that run in {run_in}). "
+            f"Use fewer workers, or lift the ceiling with allow_oversubscribe=True "
+            f"(an argument, using(), {ENV_ALLOW_OVERSUBSCRIBE}=1 or "
+            f"allow_oversubscribe = true in the config file)"
+        )
+
     return Settings(
         the_backend,
         count,
