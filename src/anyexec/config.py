@@ -583,9 +583,9 @@ def _check_environment(notes: list[str]) -> None:
     ConfigError naming the variable and the closest valid one. Variables of core backends
     are checked without scanning installed distributions; the scan happens only for a
     variable that names no core backend. Each distinct set of names is checked once."""
-    names = frozenset(
-        (n, v) for n, v in os.environ.items() if n.startswith(_ENV_PREFIX) and v != ""
-    )
+    environ = os.environ
+    ours = [n for n in environ if n.startswith(_ENV_PREFIX)]  # keys only: values cost more
+    names = frozenset((n, environ[n]) for n in ours if environ[n] != "")
     if not names:
         return
     if names in _env_checked:
