@@ -492,3 +492,18 @@ def test_the_plain_default_path_scans_no_distribution(monkeypatch: pytest.Monkey
         assert config.resolve(prefer="threads", require="sharedmem").name == "thread"
     finally:
         registry.refresh()
+
+
+@pytest.mark.parametrize("name", ["serial", "thread", "process", "asyncio", "loky", "dask"])
+def test_unknown_option_of_every_backend_in_file_and_environment(
+    name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write(Path("anyexec.toml"), f'backend = "serial"\n[{name}]\nbogus_option = 1\n')
+    with pytest.raises(
+        anyexec.ConfigError, match=rf"anyexec.toml \[{name}\]: backend '{name}' does not take"
+    ):
+        config.resolve()
+    write(Path("anyexec.toml"), 'backend = "serial"\n')
+    monkeypatch.setenv(f"ANYEXEC_{name.upper()}_BOGUS_OPTION", "1")
+    with pytest.raises(anyexec.ConfigError, match=rf"ANYEXEC_{name.upper()}_BOGUS_OPTION='1'"):
+        config.resolve()

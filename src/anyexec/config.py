@@ -448,6 +448,7 @@ class _FileCheck:
 
     def core_value(self, key: str, value: Any, where: str) -> None:
         label = f"{where}: {key}"
+        self.sensitive(key, label, False)  # a core setting such as an initializer
         if key == "backend":
             if not isinstance(value, str):
                 raise ConfigError(f"{where}: backend must be a string, got {value!r}")
