@@ -91,6 +91,10 @@ def test_untrusted_file_is_not_even_parsed() -> None:
     write(Path("anyexec.toml"), "this is [not toml\n", 0o666)
     s, warned = resolve_collecting()  # no ConfigError: the file is skipped unread
     assert s.name == "thread" and len(warned) == 1
+    write(Path("anyexec.toml"), 'backend = "serial"\n', 0o666)
+    write(Path("pyproject.toml"), "[tool.anyexec\n", 0o666)  # not ours to report
+    s, warned = resolve_collecting()
+    assert s.name == "thread" and len(warned) == 1
 
 
 def test_trusted_file_owned_by_me_is_used() -> None:

@@ -274,7 +274,10 @@ def untrusted_reason(path: Path) -> str | None:
     getuid = getattr(os, "getuid", None)
     if getuid is None:  # pragma: no cover - Windows
         return None
-    st = path.stat()
+    try:
+        st = path.stat()
+    except OSError as exc:
+        return f"it cannot be inspected ({exc})"
     me = getuid()
     if st.st_uid not in (me, 0):
         return f"it is owned by uid {st.st_uid}, not by you (uid {me}) or root"
@@ -367,12 +370,19 @@ def find_config_file(start: Path | None = None) -> tuple[Path, dict[str, Any]] |
             _skip_untrusted(own, reason)
         pyproject = folder / "pyproject.toml"
         if pyproject.is_file():
+            reason = untrusted_reason(pyproject)
+            if reason is not None:
+                # Someone else's project file: skipped, with a warning only if it would
+                # have configured anyexec (and an error in it is not ours to report).
+                try:
+                    wanted = "anyexec" in _read_toml(pyproject).get("tool", {})
+                except ConfigError:
+                    wanted = False
+                if wanted:
+                    _skip_untrusted(pyproject, reason)
+                continue
             table = _read_toml(pyproject).get("tool", {}).get("anyexec")
             if table is not None:
-                reason = untrusted_reason(pyproject)
-                if reason is not None:
-                    _skip_untrusted(pyproject, reason)
-                    continue
                 if not isinstance(table, dict):
                     raise ConfigError(f"{pyproject}: [tool.anyexec] must be a table")
                 found = (pyproject, table)
