@@ -507,8 +507,8 @@ class _FileCheck:
                     f"{where}: backend {name!r} does not take option {key!r}."
                     f"{_closest(key, backend.options)} It takes: {takes}"
                 )
-            spec.coerce(key, value, f"{where} {key}")
             self.sensitive(key, f"{where} {key}", spec.sensitive)
+            spec.coerce(key, value, f"{where} {key}")
 
 
 def _file_layer(
