@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import importlib.metadata
+import sys
 import threading
 from pathlib import Path
 
@@ -15,6 +17,22 @@ from anyexec import config
 def write(path: Path, text: str) -> None:
     path.write_text(text)
     config.clear_cache()
+
+
+def _has(module: str) -> bool:
+    """The backend's distribution is installed (its entry point registered), not merely
+    importable."""
+    try:
+        importlib.metadata.distribution(module.replace("_", "-"))
+    except importlib.metadata.PackageNotFoundError:
+        return False
+    return True
+
+
+needs_loky = pytest.mark.skipif(not _has("anyexec_loky"), reason="anyexec-loky not installed")
+needs_dask = pytest.mark.skipif(not _has("anyexec_dask"), reason="anyexec-dask not installed")
+LOKY = pytest.param("loky", marks=needs_loky)
+DASK = pytest.param("dask", marks=needs_dask)
 
 
 def test_default_is_thread_with_one_worker_per_cpu() -> None:
@@ -105,6 +123,7 @@ def test_backend_option_from_environment(monkeypatch: pytest.MonkeyPatch) -> Non
     assert s.sources["option mp_context"].startswith("environment variable ANYEXEC_PROCESS")
 
 
+@pytest.mark.skipif(sys.version_info < (3, 11), reason="max_tasks_per_child needs 3.11")
 def test_options_from_several_layers_merge() -> None:
     write(Path("anyexec.toml"), '[process]\nmp_context = "spawn"\n')
     with anyexec.using("process", max_tasks_per_child=5):
@@ -283,7 +302,7 @@ def test_workers_with_underscores_is_not_ten(monkeypatch: pytest.MonkeyPatch) ->
 CEILINGS = {"thread": 32, "asyncio": 32, "process": 4, "loky": 4}
 
 
-@pytest.mark.parametrize("name", sorted(CEILINGS))
+@pytest.mark.parametrize("name", ["asyncio", "process", "thread", LOKY])
 def test_worker_count_above_the_ceiling_is_refused(name: str) -> None:
     ceiling = CEILINGS[name] * config.available_cpus()
     assert config.resolve(name, ceiling).workers == ceiling
@@ -296,13 +315,18 @@ def test_worker_count_above_the_ceiling_is_refused(name: str) -> None:
     assert ex.workers == 10**6 and ex.settings.allow_oversubscribe
 
 
-def test_serial_and_remote_cluster_have_no_ceiling() -> None:
+def test_serial_has_no_ceiling() -> None:
     assert config.resolve("serial", 10**6).workers == 1
+
+
+@needs_dask
+def test_remote_cluster_has_no_ceiling() -> None:
     remote = {"address": "tcp://127.0.0.1:1"}  # workers elsewhere; nothing is started
     assert config.resolve("dask", 10**4, remote).workers == 10**4
     assert config.resolve("dask", 10**4, {"scheduler_file": "/x.json"}).workers == 10**4
 
 
+@needs_dask
 def test_embedded_cluster_has_the_process_ceiling() -> None:
     ceiling = 4 * config.available_cpus()
     assert config.resolve("dask", ceiling).workers == ceiling
@@ -339,9 +363,16 @@ def test_bad_allow_oversubscribe(monkeypatch: pytest.MonkeyPatch) -> None:
     [
         ("process", {"max_tasks_per_child": 0}, "max_tasks_per_child' must be at least 1"),
         ("process", {"max_tasks_per_child": -3}, "must be at least 1"),
-        ("dask", {"threads_per_worker": 0}, "threads_per_worker' must be at least 1"),
-        ("dask", {"memory_limit": "lots"}, "memory_limit'='lots'.*byte unit"),
-        ("dask", {"memory_limit": -1}, "memory_limit'=-1"),
+        pytest.param(
+            "dask",
+            {"threads_per_worker": 0},
+            "threads_per_worker' must be at least 1",
+            marks=needs_dask,
+        ),
+        pytest.param(
+            "dask", {"memory_limit": "lots"}, "memory_limit'='lots'.*byte unit", marks=needs_dask
+        ),
+        pytest.param("dask", {"memory_limit": -1}, "memory_limit'=-1", marks=needs_dask),
     ],
 )
 def test_bad_option_values_are_config_errors_before_start(
@@ -351,6 +382,7 @@ def test_bad_option_values_are_config_errors_before_start(
         anyexec.Executor(backend, **options)
 
 
+@needs_dask
 @pytest.mark.parametrize("limit", ["auto", "4GiB", 0, 0.5, "2e9"])
 def test_good_dask_memory_limits(limit: object) -> None:
     assert config.resolve("dask", options={"memory_limit": limit}).options["memory_limit"] == limit
@@ -394,6 +426,15 @@ def test_option_values_of_every_table_are_checked(monkeypatch: pytest.MonkeyPatc
     with pytest.raises(anyexec.ConfigError, match=r"anyexec.toml \[process\] max_tasks_per_child"):
         config.resolve()
     write(Path("anyexec.toml"), "[thread]\n")
+    monkeypatch.setenv("ANYEXEC_PROCESS_MP_CONTEXT", "teleport")
+    with pytest.raises(anyexec.ConfigError, match=r"ANYEXEC_PROCESS_MP_CONTEXT='teleport'"):
+        config.resolve()
+
+
+@needs_dask
+def test_dask_option_values_are_checked_when_dask_is_not_selected(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     monkeypatch.setenv("ANYEXEC_DASK_THREADS_PER_WORKER", "0")
     with pytest.raises(anyexec.ConfigError, match=r"ANYEXEC_DASK_THREADS_PER_WORKER='0'"):
         config.resolve()
@@ -406,7 +447,12 @@ def test_option_values_of_every_table_are_checked(monkeypatch: pytest.MonkeyPatc
     ("text", "where", "closest"),
     [
         ("[tool.anyexec.lokyy]\n", r"pyproject.toml \[tool.anyexec.lokyy\]", "'loky'"),
-        ("[tool.anyexec.loky]\ntimout = 3\n", r"\[tool.anyexec.loky\]", "'timeout'"),
+        pytest.param(
+            "[tool.anyexec.loky]\ntimout = 3\n",
+            r"\[tool.anyexec.loky\]",
+            "'timeout'",
+            marks=needs_loky,
+        ),
         (
             "[tool.anyexec.thread]\nthread_prefix = 'x'\n",
             r"\[tool.anyexec.thread\]",
@@ -415,10 +461,11 @@ def test_option_values_of_every_table_are_checked(monkeypatch: pytest.MonkeyPatc
         ("[tool.anyexec]\nwrokers = 2\n", r"pyproject.toml \[tool.anyexec\]", "'workers'"),
         ("[tool.anyexec.profiles.p]\nbakend = 'x'\n", r"\[tool.anyexec.profiles.p\]", "'backend'"),
         ("[tool.anyexec.profiles.p.procss]\n", r"\[tool.anyexec.profiles.p.procss\]", "'process'"),
-        (
+        pytest.param(
             "[tool.anyexec.profiles.p.dask]\nadress = 'x'\n",
             r"\[tool.anyexec.profiles.p.dask\]",
             "'address'",
+            marks=needs_dask,
         ),
     ],
 )
@@ -435,9 +482,9 @@ def test_typos_in_the_config_file(text: str, where: str, closest: str) -> None:
         ("ANYEXEC_BAKEND", "ANYEXEC_BACKEND"),
         ("ANYEXEC_WORKER", "ANYEXEC_WORKERS"),
         ("ANYEXEC_THREAD_BOGUS", "ANYEXEC_THREAD_THREAD_NAME_PREFIX"),
-        ("ANYEXEC_LOKY_TIMOUT", "ANYEXEC_LOKY_TIMEOUT"),
+        pytest.param("ANYEXEC_LOKY_TIMOUT", "ANYEXEC_LOKY_TIMEOUT", marks=needs_loky),
         ("ANYEXEC_PROCES_MP_CONTEXT", "ANYEXEC_PROCESS_MP_CONTEXT"),
-        ("ANYEXEC_DASK_ADRESS", "ANYEXEC_DASK_ADDRESS"),
+        pytest.param("ANYEXEC_DASK_ADRESS", "ANYEXEC_DASK_ADDRESS", marks=needs_dask),
     ],
 )
 def test_unknown_environment_variables(
@@ -449,6 +496,8 @@ def test_unknown_environment_variables(
     assert f"Did you mean {closest!r}" in str(err.value)
 
 
+@needs_loky
+@needs_dask
 def test_every_variable_anyexec_reads_is_known(monkeypatch: pytest.MonkeyPatch) -> None:
     known = config.known_environment()
     for name in ("ANYEXEC_BACKEND", "ANYEXEC_PROFILE", "ANYEXEC_TRUSTED_CONFIG"):
@@ -494,7 +543,7 @@ def test_the_plain_default_path_scans_no_distribution(monkeypatch: pytest.Monkey
         registry.refresh()
 
 
-@pytest.mark.parametrize("name", ["serial", "thread", "process", "asyncio", "loky", "dask"])
+@pytest.mark.parametrize("name", ["serial", "thread", "process", "asyncio", LOKY, DASK])
 def test_unknown_option_of_every_backend_in_file_and_environment(
     name: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -507,3 +556,9 @@ def test_unknown_option_of_every_backend_in_file_and_environment(
     monkeypatch.setenv(f"ANYEXEC_{name.upper()}_BOGUS_OPTION", "1")
     with pytest.raises(anyexec.ConfigError, match=rf"ANYEXEC_{name.upper()}_BOGUS_OPTION='1'"):
         config.resolve()
+
+
+@pytest.mark.skipif(sys.version_info >= (3, 11), reason="max_tasks_per_child exists")
+def test_max_tasks_per_child_before_311_is_refused_up_front() -> None:
+    with pytest.raises(anyexec.ConfigError, match=r"needs Python 3\.11 or newer"):
+        config.resolve("process", options={"max_tasks_per_child": 5})

@@ -4,6 +4,7 @@ against each configuration layer, on every backend."""
 from __future__ import annotations
 
 import asyncio
+import importlib.metadata
 import logging
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,7 +15,26 @@ import anyexec
 from anyexec import cli, config
 from anyexec._worker import context as _context
 
-CROSSING = ["process", "loky", "dask"]  # run tasks in other processes or a cluster
+
+def _has(module: str) -> bool:
+    """The backend's distribution is installed (its entry point registered), not merely
+    importable."""
+    try:
+        importlib.metadata.distribution(module.replace("_", "-"))
+    except importlib.metadata.PackageNotFoundError:
+        return False
+    return True
+
+
+LOKY = pytest.param(
+    "loky",
+    marks=pytest.mark.skipif(not _has("anyexec_loky"), reason="anyexec-loky not installed"),
+)
+DASK = pytest.param(
+    "dask",
+    marks=pytest.mark.skipif(not _has("anyexec_dask"), reason="anyexec-dask not installed"),
+)
+CROSSING = ["process", LOKY, DASK]  # run tasks in other processes or a cluster
 SHARING = ["serial", "thread", "asyncio"]  # share the caller's memory
 
 
@@ -66,9 +86,11 @@ def test_sharedmem_keeps_a_backend_that_shares_memory(
 
 
 def test_sharedmem_against_each_layer(info_log: pytest.LogCaptureFixture) -> None:
-    write(Path("anyexec.toml"), 'backend = "loky"\nworkers = 3\n[loky]\ntimeout = 5\n')
+    write(
+        Path("anyexec.toml"), 'backend = "process"\nworkers = 3\n[process]\nmp_context = "spawn"\n'
+    )
     s = config.resolve(require="sharedmem")
-    assert (s.name, s.workers, dict(s.options)) == ("thread", 3, {})  # loky's table dropped
+    assert (s.name, s.workers, dict(s.options)) == ("thread", 3, {})  # process's table dropped
     with anyexec.using("process", workers=2):
         assert (config.resolve(require="sharedmem").name, config.resolve().name) == (
             "thread",
@@ -85,8 +107,8 @@ def test_sharedmem_with_a_backend_in_the_same_call_is_an_error() -> None:
         anyexec.ConfigError, match=r"argument: backend 'process'.*require='sharedmem'"
     ):
         config.resolve("process", require="sharedmem")
-    with pytest.raises(anyexec.ConfigError, match=r"using\(backend='loky'.*the same call"):
-        with anyexec.using("loky", require="sharedmem"):
+    with pytest.raises(anyexec.ConfigError, match=r"using\(backend='process'.*the same call"):
+        with anyexec.using("process", require="sharedmem"):
             pass  # pragma: no cover
     with anyexec.using("thread", require="sharedmem") as ex:  # no conflict
         assert ex.backend == "thread"

@@ -127,8 +127,9 @@ def test_core_names_resolve_from_anyexecs_own_metadata_without_a_scan(
         assert registry.installed(name)
     assert registry.core_names() == {"serial", "thread", "process", "asyncio"}
     assert scans == []
-    assert registry.installed("loky")  # another distribution's name: one full scan
-    assert "dask" in registry.names() and len(scans) == 1
+    registry.installed("loky")  # another distribution's name: one full scan
+    assert set(registry.names()) >= {"serial", "thread", "process", "asyncio"}
+    assert len(scans) == 1
     with pytest.raises(anyexec.BackendNotFound, match="Did you mean 'thread'"):
         registry.get("thraed")
     assert len(scans) == 1
