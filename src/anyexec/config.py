@@ -31,7 +31,6 @@ silently: an unknown key in a file or an unknown ``ANYEXEC_*`` variable is a
 from __future__ import annotations
 
 import contextlib
-import difflib
 import logging
 import os
 import re
@@ -47,11 +46,6 @@ from anyexec import registry
 from anyexec._worker import context as _context
 from anyexec.contract import Backend
 from anyexec.errors import BackendNotFound, BackendUnavailable, ConfigError, ConfigWarning
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - exercised on 3.10 only
-    import tomli as tomllib
 
 __all__ = [
     "ENV_ALLOW_OVERSUBSCRIBE",
@@ -187,6 +181,8 @@ def _hashable(value: Any) -> Any:
 
 def _closest(word: str, candidates: Iterable[str]) -> str:
     """`` Did you mean 'x'?`` for the nearest candidate, or nothing."""
+    import difflib  # only when there is a mistake to report
+
     pool = sorted(set(candidates))
     close = difflib.get_close_matches(word, pool, n=1, cutoff=0.6) or difflib.get_close_matches(
         word, pool, n=1, cutoff=0.0
@@ -340,6 +336,12 @@ def clear_cache() -> None:
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
+    # Imported here: a program without a config file never pays for the TOML parser.
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover - exercised on 3.10 only
+        import tomli as tomllib
+
     try:
         with path.open("rb") as fh:
             data: dict[str, Any] = tomllib.load(fh)
@@ -468,6 +470,8 @@ class _FileCheck:
             parse_flag(value, label)
 
     def unknown_key(self, key: str, where: str) -> None:
+        import difflib
+
         valid = [*_FILE_KEYS, *registry.core_names()]
         if not difflib.get_close_matches(key, valid, n=1):
             valid += [*registry.names(), *registry.KNOWN]  # scans: only for a typo

@@ -11,7 +11,6 @@ name given in configuration.
 
 from __future__ import annotations
 
-import difflib
 import functools
 import importlib
 import os
@@ -297,6 +296,8 @@ def get(name: str) -> Backend:
                 f"backend {name!r} is not installed. Install it with: {KNOWN[name]}. "
                 f"Installed backends: {installed}"
             )
+        import difflib  # only for a name that is not installed
+
         close = difflib.get_close_matches(name, list(eps) + list(KNOWN), n=1)
         hint = f" Did you mean {close[0]!r}?" if close else ""
         missing = [f"{k}: {v}" for k, v in sorted(KNOWN.items()) if k not in eps]
