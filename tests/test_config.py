@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import importlib.metadata
+import sys
 import threading
 from pathlib import Path
 
@@ -15,6 +17,22 @@ from anyexec import config
 def write(path: Path, text: str) -> None:
     path.write_text(text)
     config.clear_cache()
+
+
+def _has(module: str) -> bool:
+    """The backend's distribution is installed (its entry point registered), not merely
+    importable."""
+    try:
+        importlib.metadata.distribution(module.replace("_", "-"))
+    except importlib.metadata.PackageNotFoundError:
+        return False
+    return True
+
+
+needs_loky = pytest.mark.skipif(not _has("anyexec_loky"), reason="anyexec-loky not installed")
+needs_dask = pytest.mark.skipif(not _has("anyexec_dask"), reason="anyexec-dask not installed")
+LOKY = pytest.param("loky", marks=needs_loky)
+DASK = pytest.param("dask", marks=needs_dask)
 
 
 def test_default_is_thread_with_one_worker_per_cpu() -> None:
@@ -105,6 +123,7 @@ def test_backend_option_from_environment(monkeypatch: pytest.MonkeyPatch) -> Non
     assert s.sources["option mp_context"].startswith("environment variable ANYEXEC_PROCESS")
 
 
+@pytest.mark.skipif(sys.version_info < (3, 11), reason="max_tasks_per_child needs 3.11")
 def test_options_from_several_layers_merge() -> None:
     write(Path("anyexec.toml"), '[process]\nmp_context = "spawn"\n')
     with anyexec.using("process", max_tasks_per_child=5):
@@ -151,7 +170,7 @@ def test_current_is_shared_per_configuration() -> None:
 # -- bad input --------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("bad", [0, -1, "abc", 1.5, True])
+@pytest.mark.parametrize("bad", [0, "abc", 1.5, True, "1_0", "-"])
 def test_bad_workers_argument(bad: object) -> None:
     with pytest.raises(anyexec.ConfigError, match=r"argument: workers"):
         anyexec.Executor("thread", workers=bad)  # type: ignore[arg-type]
@@ -245,3 +264,301 @@ def test_bad_chunksize_and_buffersize() -> None:
         ex.map(abs, [1], chunksize=0)
     with pytest.raises(anyexec.ConfigError, match="buffersize=-2"):
         ex.map(abs, [1], buffersize=-2)
+
+
+# -- workers: joblib's negative counts, strict text -------------------------------------
+
+
+@pytest.mark.parametrize(("given", "expected"), [(-1, 0), (-2, -1), ("-1", 0), (-10_000, None)])
+def test_negative_workers_count_from_every_usable_cpu(given: object, expected: int | None) -> None:
+    cpus = config.available_cpus()
+    want = 1 if expected is None else max(1, cpus + expected)
+    assert anyexec.Executor("thread", workers=given).workers == want  # type: ignore[arg-type]
+
+
+def test_negative_workers_from_environment_and_file(monkeypatch: pytest.MonkeyPatch) -> None:
+    cpus = config.available_cpus()
+    write(Path("anyexec.toml"), "workers = -2\n")
+    assert config.resolve().workers == max(1, cpus - 1)
+    monkeypatch.setenv("ANYEXEC_WORKERS", "-1")
+    assert config.resolve().workers == cpus
+
+
+@pytest.mark.parametrize("bad", [0, "0", "lots", 2.5, "1_0", " +3", "٣"])
+def test_bad_workers_message_mentions_minus_one_and_auto(bad: object) -> None:
+    with pytest.raises(anyexec.ConfigError) as err:
+        config.resolve(workers=bad)
+    assert "-1" in str(err.value) and "'auto'" in str(err.value)
+
+
+def test_workers_with_underscores_is_not_ten(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ANYEXEC_WORKERS", "1_0")
+    with pytest.raises(anyexec.ConfigError, match=r"ANYEXEC_WORKERS='1_0'"):
+        config.resolve()
+
+
+# -- worker ceilings ----------------------------------------------------------------------
+
+CEILINGS = {"thread": 32, "asyncio": 32, "process": 4, "loky": 4}
+
+
+@pytest.mark.parametrize("name", ["asyncio", "process", "thread", LOKY])
+def test_worker_count_above_the_ceiling_is_refused(name: str) -> None:
+    ceiling = CEILINGS[name] * config.available_cpus()
+    assert config.resolve(name, ceiling).workers == ceiling
+    with pytest.raises(anyexec.ConfigError) as err:
+        anyexec.Executor(name, workers=ceiling + 1)
+    message = str(err.value)
+    assert f"ceiling for backend {name!r} of {ceiling}" in message
+    assert "allow_oversubscribe=True" in message and "ANYEXEC_ALLOW_OVERSUBSCRIBE" in message
+    ex = anyexec.Executor(name, workers=10**6, allow_oversubscribe=True)  # never started
+    assert ex.workers == 10**6 and ex.settings.allow_oversubscribe
+
+
+def test_serial_has_no_ceiling() -> None:
+    assert config.resolve("serial", 10**6).workers == 1
+
+
+@needs_dask
+def test_remote_cluster_has_no_ceiling() -> None:
+    remote = {"address": "tcp://127.0.0.1:1"}  # workers elsewhere; nothing is started
+    assert config.resolve("dask", 10**4, remote).workers == 10**4
+    assert config.resolve("dask", 10**4, {"scheduler_file": "/x.json"}).workers == 10**4
+
+
+@needs_dask
+def test_embedded_cluster_has_the_process_ceiling() -> None:
+    ceiling = 4 * config.available_cpus()
+    assert config.resolve("dask", ceiling).workers == ceiling
+    with pytest.raises(anyexec.ConfigError, match=f"ceiling for backend 'dask' of {ceiling}"):
+        anyexec.Executor("dask", workers=ceiling + 1)
+    assert config.resolve("dask", ceiling + 1, allow_oversubscribe=True).workers == ceiling + 1
+
+
+def test_allow_oversubscribe_from_every_layer(monkeypatch: pytest.MonkeyPatch) -> None:
+    big = 33 * config.available_cpus()
+    with anyexec.using(allow_oversubscribe=True):
+        assert config.resolve("thread", big).workers == big
+    monkeypatch.setenv("ANYEXEC_ALLOW_OVERSUBSCRIBE", "1")
+    s = config.resolve("thread", big)
+    assert s.sources["allow_oversubscribe"].startswith("environment variable ANYEXEC_ALLOW")
+    monkeypatch.delenv("ANYEXEC_ALLOW_OVERSUBSCRIBE")
+    write(Path("anyexec.toml"), f"allow_oversubscribe = true\nworkers = {big}\n")
+    assert config.resolve().workers == big
+    with pytest.raises(anyexec.ConfigError, match="ceiling"):  # an argument overrides the file
+        config.resolve(allow_oversubscribe=False)
+
+
+def test_bad_allow_oversubscribe(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ANYEXEC_ALLOW_OVERSUBSCRIBE", "maybe")
+    with pytest.raises(anyexec.ConfigError, match=r"ANYEXEC_ALLOW_OVERSUBSCRIBE='maybe'"):
+        config.resolve()
+
+
+# -- every option checked up front ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("backend", "options", "match"),
+    [
+        ("process", {"max_tasks_per_child": 0}, "max_tasks_per_child' must be at least 1"),
+        ("process", {"max_tasks_per_child": -3}, "must be at least 1"),
+        pytest.param(
+            "dask",
+            {"threads_per_worker": 0},
+            "threads_per_worker' must be at least 1",
+            marks=needs_dask,
+        ),
+        pytest.param(
+            "dask", {"memory_limit": "lots"}, "memory_limit'='lots'.*byte unit", marks=needs_dask
+        ),
+        pytest.param("dask", {"memory_limit": -1}, "memory_limit'=-1", marks=needs_dask),
+    ],
+)
+def test_bad_option_values_are_config_errors_before_start(
+    backend: str, options: dict[str, object], match: str
+) -> None:
+    with pytest.raises(anyexec.ConfigError, match=match):
+        anyexec.Executor(backend, **options)
+
+
+@needs_dask
+@pytest.mark.parametrize("limit", ["auto", "4GiB", 0, 0.5, "2e9"])
+def test_good_dask_memory_limits(limit: object) -> None:
+    assert config.resolve("dask", options={"memory_limit": limit}).options["memory_limit"] == limit
+
+
+@pytest.mark.parametrize("value", [float("inf"), float("nan"), -1, 0, 1e300, "3", True])
+def test_bad_task_timeout(value: object) -> None:
+    with pytest.raises(anyexec.ConfigError, match="task_timeout"):
+        anyexec.Executor("serial", task_timeout=value)  # type: ignore[arg-type]
+    with pytest.raises(anyexec.ConfigError, match="task_timeout"):
+        anyexec.Executor("serial").map(abs, [1], task_timeout=value)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("value", [-1, 1.5, True, "2"])
+def test_bad_retries(value: object) -> None:
+    with pytest.raises(anyexec.ConfigError, match="retries"):
+        anyexec.Executor("serial", retries=value)  # type: ignore[arg-type]
+
+
+def test_option_hooks() -> None:
+    from anyexec.contract import Option
+
+    def even(value: int) -> None:
+        if value % 2:
+            raise ValueError("must be even")
+
+    opt = Option(int, minimum=2, check=even)
+    assert opt.coerce("n", "4", "src") == 4
+    with pytest.raises(anyexec.ConfigError, match=r"src: option 'n' must be at least 2; got 0"):
+        opt.coerce("n", 0, "src")
+    with pytest.raises(anyexec.ConfigError, match=r"src: option 'n'=5: must be even"):
+        opt.coerce("n", 5, "src")
+    with pytest.raises(anyexec.ConfigError, match="expects int"):
+        opt.coerce("n", "1_0", "src")
+    with pytest.raises(anyexec.ConfigError, match="at least 1"):
+        Option(float, minimum=1).coerce("x", float("nan"), "src")
+
+
+def test_option_values_of_every_table_are_checked(monkeypatch: pytest.MonkeyPatch) -> None:
+    write(Path("anyexec.toml"), 'backend = "thread"\n[process]\nmax_tasks_per_child = 0\n')
+    with pytest.raises(anyexec.ConfigError, match=r"anyexec.toml \[process\] max_tasks_per_child"):
+        config.resolve()
+    write(Path("anyexec.toml"), "[thread]\n")
+    monkeypatch.setenv("ANYEXEC_PROCESS_MP_CONTEXT", "teleport")
+    with pytest.raises(anyexec.ConfigError, match=r"ANYEXEC_PROCESS_MP_CONTEXT='teleport'"):
+        config.resolve()
+
+
+@needs_dask
+def test_dask_option_values_are_checked_when_dask_is_not_selected(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("ANYEXEC_DASK_THREADS_PER_WORKER", "0")
+    with pytest.raises(anyexec.ConfigError, match=r"ANYEXEC_DASK_THREADS_PER_WORKER='0'"):
+        config.resolve()
+
+
+# -- typos never pass silently ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "where", "closest"),
+    [
+        ("[tool.anyexec.lokyy]\n", r"pyproject.toml \[tool.anyexec.lokyy\]", "'loky'"),
+        pytest.param(
+            "[tool.anyexec.loky]\ntimout = 3\n",
+            r"\[tool.anyexec.loky\]",
+            "'timeout'",
+            marks=needs_loky,
+        ),
+        (
+            "[tool.anyexec.thread]\nthread_prefix = 'x'\n",
+            r"\[tool.anyexec.thread\]",
+            "'thread_name_prefix'",
+        ),
+        ("[tool.anyexec]\nwrokers = 2\n", r"pyproject.toml \[tool.anyexec\]", "'workers'"),
+        ("[tool.anyexec.profiles.p]\nbakend = 'x'\n", r"\[tool.anyexec.profiles.p\]", "'backend'"),
+        ("[tool.anyexec.profiles.p.procss]\n", r"\[tool.anyexec.profiles.p.procss\]", "'process'"),
+        pytest.param(
+            "[tool.anyexec.profiles.p.dask]\nadress = 'x'\n",
+            r"\[tool.anyexec.profiles.p.dask\]",
+            "'address'",
+            marks=needs_dask,
+        ),
+    ],
+)
+def test_typos_in_the_config_file(text: str, where: str, closest: str) -> None:
+    write(Path("pyproject.toml"), text)
+    with pytest.raises(anyexec.ConfigError, match=where) as err:
+        config.resolve(backend="serial")  # whichever backend is selected
+    assert f"Did you mean {closest}" in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("variable", "closest"),
+    [
+        ("ANYEXEC_BAKEND", "ANYEXEC_BACKEND"),
+        ("ANYEXEC_WORKER", "ANYEXEC_WORKERS"),
+        ("ANYEXEC_THREAD_BOGUS", "ANYEXEC_THREAD_THREAD_NAME_PREFIX"),
+        pytest.param("ANYEXEC_LOKY_TIMOUT", "ANYEXEC_LOKY_TIMEOUT", marks=needs_loky),
+        ("ANYEXEC_PROCES_MP_CONTEXT", "ANYEXEC_PROCESS_MP_CONTEXT"),
+        pytest.param("ANYEXEC_DASK_ADRESS", "ANYEXEC_DASK_ADDRESS", marks=needs_dask),
+    ],
+)
+def test_unknown_environment_variables(
+    monkeypatch: pytest.MonkeyPatch, variable: str, closest: str
+) -> None:
+    monkeypatch.setenv(variable, "1")
+    with pytest.raises(anyexec.ConfigError, match=f"environment variable {variable}='1'") as err:
+        anyexec.Executor("serial")
+    assert f"Did you mean {closest!r}" in str(err.value)
+
+
+@needs_loky
+@needs_dask
+def test_every_variable_anyexec_reads_is_known(monkeypatch: pytest.MonkeyPatch) -> None:
+    known = config.known_environment()
+    for name in ("ANYEXEC_BACKEND", "ANYEXEC_PROFILE", "ANYEXEC_TRUSTED_CONFIG"):
+        assert name in known
+    assert {"ANYEXEC_DASK_ADDRESS", "ANYEXEC_LOKY_ENV", "ANYEXEC_PROCESS_MP_CONTEXT"} <= set(known)
+    monkeypatch.setenv("ANYEXEC_PROCESS_MP_CONTEXT", "spawn")
+    monkeypatch.setenv("ANYEXEC_LOKY_TIMEOUT", "7")
+    monkeypatch.setenv("ANYEXEC_EMPTY", "")  # empty is unset
+    assert config.resolve().name == "thread"
+
+
+def test_tables_of_known_but_missing_backends_are_noted(monkeypatch: pytest.MonkeyPatch) -> None:
+    from anyexec import cli, registry
+
+    monkeypatch.setattr(registry, "KNOWN", {**registry.KNOWN, "warp": "pip install anyexec-warp"})
+    write(Path("anyexec.toml"), "[warp]\nspeed = 9\n")
+    monkeypatch.setenv("ANYEXEC_WARP_SPEED", "9")
+    s = config.resolve()
+    assert s.name == "thread"
+    assert any(
+        "[warp] is for backend 'warp'" in n and "pip install anyexec-warp" in n for n in s.notes
+    )
+    assert any("ANYEXEC_WARP_SPEED" in n for n in s.notes)
+    assert cli.main(["config"]) == 0
+
+
+def test_the_plain_default_path_scans_no_distribution(monkeypatch: pytest.MonkeyPatch) -> None:
+    from anyexec import registry
+
+    def no_scan() -> list[object]:
+        raise AssertionError("scanned every installed distribution")
+
+    registry.refresh()
+    try:
+        monkeypatch.setattr(registry, "_entry_points", no_scan)
+        monkeypatch.setenv("ANYEXEC_WORKERS", "2")
+        monkeypatch.setenv("ANYEXEC_PROCESS_MP_CONTEXT", "spawn")
+        write(Path("anyexec.toml"), 'backend = "process"\n[thread]\nthread_name_prefix = "t"\n')
+        s = config.resolve()
+        assert (s.name, s.workers, dict(s.options)) == ("process", 2, {"mp_context": "spawn"})
+        assert config.resolve(prefer="threads", require="sharedmem").name == "thread"
+    finally:
+        registry.refresh()
+
+
+@pytest.mark.parametrize("name", ["serial", "thread", "process", "asyncio", LOKY, DASK])
+def test_unknown_option_of_every_backend_in_file_and_environment(
+    name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write(Path("anyexec.toml"), f'backend = "serial"\n[{name}]\nbogus_option = 1\n')
+    with pytest.raises(
+        anyexec.ConfigError, match=rf"anyexec.toml \[{name}\]: backend '{name}' does not take"
+    ):
+        config.resolve()
+    write(Path("anyexec.toml"), 'backend = "serial"\n')
+    monkeypatch.setenv(f"ANYEXEC_{name.upper()}_BOGUS_OPTION", "1")
+    with pytest.raises(anyexec.ConfigError, match=rf"ANYEXEC_{name.upper()}_BOGUS_OPTION='1'"):
+        config.resolve()
+
+
+@pytest.mark.skipif(sys.version_info >= (3, 11), reason="max_tasks_per_child exists")
+def test_max_tasks_per_child_before_311_is_refused_up_front() -> None:
+    with pytest.raises(anyexec.ConfigError, match=r"needs Python 3\.11 or newer"):
+        config.resolve("process", options={"max_tasks_per_child": 5})

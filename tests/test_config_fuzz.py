@@ -30,7 +30,22 @@ toml_scalars = st.one_of(
     st.just("[1, 2]"),
     st.just("{ a = 1 }"),
 )
-keys = st.sampled_from(["backend", "workers", "profiles", "thread_name_prefix", "mp_context", "x"])
+keys = st.sampled_from(
+    [
+        "backend",
+        "workers",
+        "profiles",
+        "allow_oversubscribe",
+        "thread_name_prefix",
+        "mp_context",
+        "max_tasks_per_child",
+        "threads_per_worker",
+        "memory_limit",
+        "timout",
+        "env",
+        "x",
+    ]
+)
 
 
 @st.composite
@@ -38,7 +53,11 @@ def toml_documents(draw: st.DrawFn) -> str:
     lines = [f"{draw(keys)} = {draw(toml_scalars)}" for _ in range(draw(st.integers(0, 4)))]
     for table in draw(
         st.lists(
-            st.sampled_from(["thread", "process", "profiles.p", "dask"]), max_size=3, unique=True
+            st.sampled_from(
+                ["thread", "process", "profiles.p", "dask", "lokyy", "profiles.p.loky"]
+            ),
+            max_size=3,
+            unique=True,
         )
     ):
         lines.append(f"[{table}]")
@@ -64,15 +83,19 @@ def _resolve() -> None:
     workers=st.one_of(st.none(), text, st.integers(-3, 5).map(str)),
     profile=st.one_of(st.none(), text),
     option=st.one_of(st.none(), text),
+    allow=st.one_of(st.none(), text, st.sampled_from(["1", "0", "yes"])),
+    stray=st.one_of(st.none(), text),
 )
 def test_environment_values(
-    monkeypatch: pytest.MonkeyPatch, backend, workers, profile, option
+    monkeypatch: pytest.MonkeyPatch, backend, workers, profile, option, allow, stray
 ) -> None:  # type: ignore[no-untyped-def]
     for var, value in (
         ("ANYEXEC_BACKEND", backend),
         ("ANYEXEC_WORKERS", workers),
         ("ANYEXEC_PROFILE", profile),
         ("ANYEXEC_PROCESS_MP_CONTEXT", option),
+        ("ANYEXEC_ALLOW_OVERSUBSCRIBE", allow),
+        ("ANYEXEC_THREAD_NAME_PREFX", stray),  # a typo: an error whenever it is set
     ):
         if value is None or "\x00" in value:
             monkeypatch.delenv(var, raising=False)
@@ -104,13 +127,29 @@ def test_config_file_contents(doc: str, as_pyproject: bool) -> None:
 @settings(max_examples=200, deadline=None)
 @given(
     backend=st.one_of(st.none(), names, values),
-    workers=values,
+    workers=st.one_of(values, st.integers(-(10**6), 10**6)),
     options=st.dictionaries(
-        keys.filter(lambda k: k not in ("backend", "workers")), values, max_size=3
+        keys.filter(lambda k: k not in ("backend", "workers", "allow_oversubscribe")),
+        values,
+        max_size=3,
     ),
+    allow=st.one_of(st.none(), st.booleans(), text),
+    require=st.one_of(st.none(), st.sampled_from(["sharedmem", "x"])),
+    prefer=st.one_of(st.none(), st.sampled_from(["threads", "processes", "x"])),
 )
-def test_arguments(backend, workers, options) -> None:  # type: ignore[no-untyped-def]
+def test_arguments(backend, workers, options, allow, require, prefer) -> None:  # type: ignore[no-untyped-def]
     try:
-        anyexec.Executor(backend, workers, **options)
+        anyexec.Executor(backend, workers, allow_oversubscribe=allow, **options)
     except ALLOWED:
         pass
+    try:
+        s = config.resolve(
+            backend, workers, options, allow_oversubscribe=allow, require=require, prefer=prefer
+        )
+    except ALLOWED:
+        return
+    assert s.workers >= 1
+    if require == "sharedmem":
+        assert s.backend.crosses in ("nothing", "threads")
+    if not s.allow_oversubscribe and s.backend.crosses != "cluster":
+        assert s.workers <= 32 * config.available_cpus()

@@ -109,3 +109,94 @@ def test_select_duplicates_between_plugins_first_by_name_wins() -> None:
     with pytest.warns(RuntimeWarning, match="ignoring b-dist"):
         chosen = registry._select(eps)
     assert chosen["fast"].value == "a:A" and chosen["ok"].value == "c:C"
+
+
+def test_core_names_resolve_from_anyexecs_own_metadata_without_a_scan(
+    monkeypatch: pytest.MonkeyPatch, refresh_registry: None
+) -> None:
+    scans: list[int] = []
+    real = registry._entry_points
+
+    def counted() -> list[EntryPoint]:
+        scans.append(1)
+        return real()
+
+    monkeypatch.setattr(registry, "_entry_points", counted)
+    for name in ("serial", "thread", "process", "asyncio"):
+        assert registry.get(name).name == name
+        assert registry.installed(name)
+    assert registry.core_names() == {"serial", "thread", "process", "asyncio"}
+    assert scans == []
+    registry.installed("loky")  # another distribution's name: one full scan
+    assert set(registry.names()) >= {"serial", "thread", "process", "asyncio"}
+    assert len(scans) == 1
+    with pytest.raises(anyexec.BackendNotFound, match="Did you mean 'thread'"):
+        registry.get("thraed")
+    assert len(scans) == 1
+
+
+def test_a_plugin_cannot_shadow_a_core_name(plugins: Path) -> None:
+    _dist(plugins, "aaa-shadow", {"thread": "shadow_mod:ThreeThreads"}, "shadow_mod", GOOD)
+    registry.refresh()
+    assert type(registry.get("thread")).__module__ == "anyexec.builtin.thread"  # no scan
+    with pytest.warns(RuntimeWarning, match="'thread' is registered more than once; using anyexec"):
+        assert {b.name for b in anyexec.backends()} >= {"thread"}
+    assert type(registry.get("thread")).__module__ == "anyexec.builtin.thread"
+
+
+def test_own_metadata_read_directly_matches_importlib_metadata() -> None:
+    from importlib.metadata import distribution
+
+    direct = {ep.name: ep.value for ep in registry._core_entry_points()}
+    official = {
+        ep.name: ep.value
+        for ep in distribution("anyexec").entry_points
+        if ep.group == registry.GROUP
+    }
+    assert direct == official and set(direct) == {"serial", "thread", "process", "asyncio"}
+    for ep in registry._core_entry_points():
+        assert registry._dist_of(ep) == ("anyexec", anyexec.__version__)
+        assert issubclass(ep.load(), anyexec.Backend)
+
+
+def test_parse_group_reads_one_section() -> None:
+    text = (
+        "[console_scripts]\nx = a:b\n\n[anyexec.backends]\n# a comment\n"
+        " fast = os.path:join [extra]\nnested = os:path.join\n[other]\ny = c:d\n"
+    )
+    eps = registry._parse_group(text, registry.GROUP, registry._OwnDistribution("1"))
+    assert [(ep.name, ep.value) for ep in eps] == [
+        ("fast", "os.path:join [extra]"),
+        ("nested", "os:path.join"),
+    ]
+    import os.path
+
+    assert eps[0].load() is os.path.join and eps[1].load() is os.path.join
+
+
+def test_a_fresh_interpreter_picks_a_core_backend_with_no_scan_and_no_parsers(
+    tmp_path: Path,
+) -> None:
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, anyexec\n"
+        "ex = anyexec.Executor('thread', workers=1)\n"
+        "assert ex.submit(int, '7').result(timeout=60) == 7\n"
+        "ex.shutdown()\n"
+        "anyexec.Executor()\n"
+        "print([m for m in ('importlib.metadata', 'difflib', 'tomllib') if m in sys.modules])\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ANYEXEC_")}
+    run = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip() == "[]"  # no scan, and no parser for a file that is not there

@@ -10,14 +10,14 @@ from __future__ import annotations
 import atexit
 import contextlib
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from typing import Any, TypeVar
 
 from anyexec import config
 from anyexec.contract import Backend
 from anyexec.executor import Executor
 
-__all__ = ["current", "map", "submit", "using"]
+__all__ = ["amap", "current", "map", "submit", "using"]
 
 T = TypeVar("T")
 
@@ -25,9 +25,14 @@ _shared: dict[tuple[Any, ...], Executor] = {}
 _lock = threading.Lock()
 
 
-def current() -> Executor:
-    """The executor the resolved configuration selects, shared and reused."""
-    settings = config.resolve()
+def current(*, require: str | None = None, prefer: str | None = None) -> Executor:
+    """The executor the resolved configuration selects, shared and reused.
+
+    ``require``/``prefer`` declare what the caller's tasks need (see
+    :func:`anyexec.config.resolve` and ``docs/library-use.md``); a library passes them
+    instead of choosing a backend.
+    """
+    settings = config.resolve(require=require, prefer=prefer)
     key = settings.key()
     ex = _shared.get(key)
     if ex is None or ex.closed:
@@ -49,19 +54,63 @@ def _close_shared() -> None:
 
 @contextlib.contextmanager
 def using(
-    backend: str | Backend | None = None, workers: int | str | None = None, **options: Any
+    backend: str | Backend | None = None,
+    workers: int | str | None = None,
+    *,
+    allow_oversubscribe: bool | None = None,
+    require: str | None = None,
+    prefer: str | None = None,
+    **options: Any,
 ) -> Iterator[Executor]:
     """Choose the backend for this block (nestable; each thread and async task sees its
-    own). Yields the executor ``current()`` now returns. Errors show at entry."""
-    with config.push(config.using_layer(backend, workers, options)):
+    own). Yields the executor ``current()`` now returns. Errors show at entry.
+
+    ``require``/``prefer`` hold for every call in the block (``require="sharedmem"`` with
+    a ``backend`` that crosses processes in the same ``using()`` is a ConfigError)."""
+    layer = config.using_layer(
+        backend,
+        workers,
+        options,
+        allow_oversubscribe=allow_oversubscribe,
+        require=require,
+        prefer=prefer,
+    )
+    with config.push(layer):
         yield current()
 
 
-def map(fn: Callable[..., T], *iterables: Iterable[Any], **kwargs: Any) -> Iterator[T]:
-    """``current().map(...)``: see :meth:`anyexec.Executor.map`."""
-    return current().map(fn, *iterables, **kwargs)
+def map(
+    fn: Callable[..., T],
+    *iterables: Iterable[Any],
+    require: str | None = None,
+    prefer: str | None = None,
+    **kwargs: Any,
+) -> Iterator[T]:
+    """``current(require=..., prefer=...).map(...)``: see :meth:`anyexec.Executor.map`."""
+    return current(require=require, prefer=prefer).map(fn, *iterables, **kwargs)
 
 
-def submit(fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> Any:
-    """``current().submit(...)``."""
-    return current().submit(fn, *args, **kwargs)
+def amap(
+    fn: Callable[..., T],
+    *iterables: Iterable[Any],
+    require: str | None = None,
+    prefer: str | None = None,
+    **kwargs: Any,
+) -> AsyncIterator[T]:
+    """``current(require=..., prefer=...).amap(...)``: ``async for`` over the results; see
+    :meth:`anyexec.Executor.amap`."""
+    return current(require=require, prefer=prefer).amap(fn, *iterables, **kwargs)
+
+
+def submit(
+    fn: Callable[..., T],
+    /,
+    *args: Any,
+    require: str | None = None,
+    prefer: str | None = None,
+    **kwargs: Any,
+) -> Any:
+    """``current(require=..., prefer=...).submit(fn, *args, **kwargs)``. ``require`` and
+    ``prefer`` are taken by anyexec; to pass keyword arguments of those names to ``fn``,
+    call ``anyexec.current().submit(...)``."""
+    return current(require=require, prefer=prefer).submit(fn, *args, **kwargs)

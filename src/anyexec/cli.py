@@ -36,12 +36,25 @@ def _cmd_backends(args: argparse.Namespace) -> int:
 
 
 def _cmd_config(args: argparse.Namespace) -> int:
-    s = config.resolve()
+    s = config.resolve(require=args.require, prefer=args.prefer)
+    if args.require or args.prefer:
+        asked = ", ".join(
+            f"{k}={v!r}" for k, v in (("require", args.require), ("prefer", args.prefer)) if v
+        )
+        print(f"for a call with {asked}:")
     print(f"backend: {s.name}   ({s.sources['backend']})")
     print(f"workers: {s.workers}   ({s.sources['workers']})")
+    if "allow_oversubscribe" in s.sources:
+        print(
+            f"allow_oversubscribe: {s.allow_oversubscribe}   ({s.sources['allow_oversubscribe']})"
+        )
     for key, value in sorted(s.options.items()):
         print(f"option {key}: {value!r}   ({s.sources['option ' + key]})")
     print(f"config file: {s.config_file or 'none found'}")
+    if s.config_file is not None:
+        print(f"project root: {config.project_root()}")
+    for note in s.notes:
+        print(f"note: {note}")
     return 0
 
 
@@ -140,7 +153,14 @@ def _parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("backends", help="list installed backends and whether each loads")
-    sub.add_parser("config", help="show the resolved backend and where each value came from")
+    c = sub.add_parser("config", help="show the resolved backend and where each value came from")
+    c.add_argument(
+        "--require",
+        help="what a call's tasks require: sharedmem (shows the backend such a call gets)",
+    )
+    c.add_argument(
+        "--prefer", help="a call's soft hint: threads or processes (shows what it picks)"
+    )
     b = sub.add_parser("bench", help="measure speedup: backends × workers × workloads")
     b.add_argument("--backend", "-b", help="comma-separated backends (default: every installed)")
     b.add_argument("--workers", "-p", help="comma-separated worker counts (default: 1,CPUs)")

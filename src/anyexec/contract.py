@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import abc
 import concurrent.futures as cf
+import re
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -48,6 +49,7 @@ Crossing = Literal["nothing", "threads", "processes", "cluster"]
 #: How ``task_timeout`` acts on a backend: see :attr:`Backend.timeout_mode`.
 TimeoutMode = Literal["worker", "abandon", "none"]
 
+_INT_TEXT = re.compile(r"\s*[+-]?[0-9]+\s*\Z")
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
 
@@ -59,11 +61,26 @@ class Option:
     ``kind`` is the Python type (or types) a value must have; a string from the
     environment, a config file or the command line is converted to the first of ``int``,
     ``float``, ``bool`` or ``str`` listed. ``choices`` restricts the values.
+
+    Checks a backend declares here run when the configuration is resolved (``Executor()``,
+    ``using()``, ``anyexec config``), so a bad value is a :class:`ConfigError` naming its
+    source up front, never a raw ``ValueError`` when the pool starts:
+
+    - ``minimum``: the smallest number allowed (``minimum=1`` for a count);
+    - ``check``: a callable given the converted value; it raises ``ValueError`` or
+      ``TypeError`` with a message saying what is wrong (and may return None).
+    - ``sensitive``: the option can run code or send tasks and data elsewhere (a worker
+      environment, a scheduler address, credentials). Such an option is refused from a
+      config file above the project root unless that file is trusted explicitly (see
+      ``docs/security.md``).
     """
 
     kind: type | tuple[type, ...]
     doc: str = ""
     choices: tuple[Any, ...] | None = None
+    minimum: float | None = None
+    check: Callable[[Any], object] | None = None
+    sensitive: bool = False
 
     def _types(self) -> tuple[type, ...]:
         return self.kind if isinstance(self.kind, tuple) else (self.kind,)
@@ -87,6 +104,20 @@ class Option:
                 f"{source}: option {name!r} must be one of "
                 f"{', '.join(map(repr, self.choices))}; got {value!r}"
             )
+        if (
+            self.minimum is not None
+            and isinstance(value, (int, float))
+            and not isinstance(value, bool)
+            and not value >= self.minimum  # also refuses nan
+        ):
+            raise ConfigError(
+                f"{source}: option {name!r} must be at least {self.minimum:g}; got {value!r}"
+            )
+        if self.check is not None:
+            try:
+                self.check(value)
+            except (ValueError, TypeError) as exc:
+                raise ConfigError(f"{source}: option {name!r}={value!r}: {exc}") from None
         return value
 
     @staticmethod
@@ -100,8 +131,15 @@ class Option:
                     if low in _TRUE or low in _FALSE:
                         return low in _TRUE
                     continue
-                if t in (int, float):
-                    return t(text)
+                if t is int:
+                    # int() accepts "1_0" as 10: only plain digits read as a number here.
+                    if _INT_TEXT.match(text):
+                        return int(text)
+                    continue
+                if t is float:
+                    if "_" not in text:
+                        return float(text)
+                    continue
             except ValueError:
                 continue
         names = " or ".join(t.__name__ for t in types)

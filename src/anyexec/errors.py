@@ -15,6 +15,7 @@ __all__ = [
     "BackendNotFound",
     "BackendUnavailable",
     "ConfigError",
+    "ConfigWarning",
     "InitializerError",
     "MapTimeout",
     "RemoteTraceback",
@@ -45,6 +46,11 @@ class BackendError(AnyexecError, RuntimeError):
 
 class ConfigError(AnyexecError, ValueError):
     """A configuration value is invalid; the message names where it came from."""
+
+
+class ConfigWarning(UserWarning):
+    """A config file was skipped because it cannot be trusted (owned by another user, or
+    writable by others); the message names the file and how to make it trusted."""
 
 
 class Unsupported(AnyexecError, RuntimeError):

@@ -171,13 +171,16 @@ class Executor(cf.Executor):
         initializer: Callable[..., Any] | None = None,
         initargs: Iterable[Any] = (),
         max_workers: int | str | None = None,
+        allow_oversubscribe: bool | None = None,
         **options: Any,
     ) -> None:
         if max_workers is not None:  # what concurrent.futures users type
             if workers is not None:
                 raise ConfigError("give workers= or its alias max_workers=, not both")
             workers = max_workers
-        self._init(config.resolve(backend, workers, options))
+        self._init(
+            config.resolve(backend, workers, options, allow_oversubscribe=allow_oversubscribe)
+        )
         self._task_timeout = _check_seconds("task_timeout", task_timeout)
         self._retries = _check_retries(retries)
         self._initializer = self._make_initializer(initializer, initargs)
@@ -608,17 +611,41 @@ def _pending_of(inner: cf.Executor) -> list[cf.Future[Any]]:
 
 
 def _check_seconds(name: str, value: Any) -> float | None:
+    """A time limit in seconds, checked when it is given (``Executor(task_timeout=...)``,
+    ``map(task_timeout=...)``): a positive finite number, at most what the standard
+    library's waits accept; None is no limit. ``inf`` and ``nan`` are refused, since "no
+    limit" is None and a limit the timers cannot hold would fail every task instead."""
+    import math
+
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigError(
+            f"argument {name}={value!r}: must be a positive number of seconds, or None for no limit"
+        )
+    if not math.isfinite(value) or value > threading.TIMEOUT_MAX:
+        raise ConfigError(
+            f"argument {name}={value!r}: must be a finite number of seconds, at most "
+            f"{threading.TIMEOUT_MAX:g}; use None for no limit"
+        )
+    if not value > 0:
         raise ConfigError(f"argument {name}={value!r}: must be a positive number of seconds")
     return float(value)
 
 
 def _check_retries(value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+    """``retries``: a whole number >= 0 (an ``int``, or anything with ``__index__``)."""
+    import operator
+
+    if isinstance(value, bool):
         raise ConfigError(f"argument retries={value!r}: must be a whole number >= 0")
-    return value
+    try:
+        count = operator.index(value)
+    except TypeError:
+        raise ConfigError(f"argument retries={value!r}: must be a whole number >= 0") from None
+    if count < 0:
+        raise ConfigError(f"argument retries={value!r}: must be a whole number >= 0")
+    return count
 
 
 def _is_pickling_error(exc: BaseException) -> bool:

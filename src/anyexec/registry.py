@@ -11,8 +11,10 @@ name given in configuration.
 
 from __future__ import annotations
 
-import difflib
 import functools
+import importlib
+import os
+import sys
 import threading
 import warnings
 from collections.abc import Iterable
@@ -25,7 +27,7 @@ from anyexec.errors import BackendNotFound, BackendUnavailable
 if TYPE_CHECKING:
     from importlib.metadata import EntryPoint
 
-__all__ = ["GROUP", "BackendInfo", "backends", "get", "refresh"]
+__all__ = ["GROUP", "BackendInfo", "backends", "core_names", "get", "installed", "names", "refresh"]
 
 GROUP = "anyexec.backends"
 
@@ -60,9 +62,79 @@ def _dist_of(ep: EntryPoint) -> tuple[str, str]:
 
 
 def _entry_points() -> list[EntryPoint]:
-    from importlib.metadata import entry_points  # ~40 ms: only when backends are looked up
+    """Every installed distribution's backends: reads each distribution's metadata, so it
+    costs 20-200 ms in a large environment; only for names the core does not provide."""
+    from importlib.metadata import entry_points
 
     return list(entry_points(group=GROUP))
+
+
+class _OwnDistribution:
+    """Name and version of anyexec's own distribution, as ``EntryPoint.dist`` offers them."""
+
+    def __init__(self, version: str) -> None:
+        self.metadata = {"Name": _CORE_DIST}
+        self.version = version
+
+
+@dataclass(frozen=True)
+class _OwnEntryPoint:
+    """One line of anyexec's own ``entry_points.txt``; loads as ``EntryPoint.load`` does."""
+
+    name: str
+    value: str
+    group: str
+    dist: _OwnDistribution
+
+    def load(self) -> Any:
+        module, _, attrs = self.value.partition("[")[0].partition(":")
+        obj: Any = importlib.import_module(module.strip())
+        for attr in filter(None, attrs.strip().split(".")):
+            obj = getattr(obj, attr)
+        return obj
+
+
+def _parse_group(text: str, group: str, dist: _OwnDistribution) -> list[_OwnEntryPoint]:
+    """The entries of one ``[group]`` of an ``entry_points.txt`` (an INI file)."""
+    found, inside = [], False
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line or line.startswith(("#", ";")):
+            continue
+        if line.startswith("[") and line.endswith("]"):
+            inside = line[1:-1].strip() == group
+        elif inside and "=" in line:
+            name, _, value = line.partition("=")
+            found.append(_OwnEntryPoint(name.strip(), value.strip(), group, dist))
+    return found
+
+
+def _core_entry_points() -> list[Any]:
+    """The backends anyexec's own distribution registers (serial, thread, process,
+    asyncio), read from its own metadata alone: no scan of the other distributions, and
+    not even the import of ``importlib.metadata`` (~20 ms) where the ``.dist-info`` folder
+    of this very version sits on ``sys.path`` (a wheel or editable install). Elsewhere
+    (an egg, a zip) ``importlib.metadata.distribution`` finds it; empty when anyexec runs
+    without installed metadata, and the full scan decides."""
+    from anyexec import __version__
+
+    folder = f"{_CORE_DIST}-{__version__}.dist-info"
+    for entry in sys.path:
+        path = os.path.join(entry or os.curdir, folder, "entry_points.txt")
+        try:
+            with open(path, encoding="utf-8") as fh:
+                text = fh.read()
+        except OSError:
+            continue
+        return _parse_group(text, GROUP, _OwnDistribution(__version__))
+
+    from importlib.metadata import PackageNotFoundError, distribution
+
+    try:
+        dist = distribution(_CORE_DIST)
+    except PackageNotFoundError:  # pragma: no cover - a source tree without metadata
+        return []
+    return [ep for ep in dist.entry_points if ep.group == GROUP]
 
 
 def _select(eps: Iterable[EntryPoint]) -> dict[str, EntryPoint]:
@@ -102,9 +174,14 @@ def _instantiate(name: str, ep: EntryPoint) -> Backend:
 
 
 class _Registry:
+    """What is installed, discovered lazily: a core name (the core wins a name clash, see
+    :func:`_select`) is found in anyexec's own metadata; every other name, the full list
+    (``anyexec.backends()``) and suggestions for a typo scan every distribution, once."""
+
     def __init__(self) -> None:
         self._lock = threading.RLock()
         self._eps: dict[str, EntryPoint] | None = None
+        self._core: dict[str, Any] | None = None
         self._loaded: dict[str, Backend | BaseException] = {}
 
     def entry_points(self) -> dict[str, EntryPoint]:
@@ -113,10 +190,27 @@ class _Registry:
                 self._eps = _select(_entry_points())
             return self._eps
 
+    def core_entry_points(self) -> dict[str, Any]:
+        with self._lock:
+            if self._core is None:
+                self._core = {ep.name: ep for ep in _core_entry_points()}
+            return self._core
+
+    def entry_point(self, name: str) -> Any:
+        """``name``'s entry point: the core's own without a scan, else from the full scan."""
+        with self._lock:
+            if self._eps is None:
+                core = self.core_entry_points().get(name)
+                if core is not None:
+                    return core
+            return self.entry_points().get(name)
+
     def load(self, name: str) -> Backend | BaseException:
         with self._lock:
             if name not in self._loaded:
-                ep = self.entry_points()[name]
+                ep = self.entry_point(name)
+                if ep is None:
+                    raise KeyError(name)
                 try:
                     self._loaded[name] = _instantiate(name, ep)
                 except Exception as exc:  # a broken plugin must not break the others
@@ -133,6 +227,7 @@ class _Registry:
     def refresh(self) -> None:
         with self._lock:
             self._eps = None
+            self._core = None
             self._loaded.clear()
 
 
@@ -153,6 +248,16 @@ def _names() -> tuple[str, ...]:
 def names() -> tuple[str, ...]:
     """The names of every registered backend (loaded or not), sorted."""
     return _names()
+
+
+def core_names() -> frozenset[str]:
+    """The backends anyexec itself provides, known without scanning other distributions."""
+    return frozenset(_REGISTRY.core_entry_points())
+
+
+def installed(name: str) -> bool:
+    """Whether a backend named ``name`` is registered (a core name needs no scan)."""
+    return _REGISTRY.entry_point(name) is not None
 
 
 def backends() -> list[BackendInfo]:
@@ -182,14 +287,17 @@ def get(name: str) -> Backend:
     Raises :class:`BackendUnavailable` when it is known but not installed or fails to load,
     and :class:`BackendNotFound`, listing what is installed, when the name is unknown.
     """
-    eps = _REGISTRY.entry_points()
-    if name not in eps:
+    ep = _REGISTRY.entry_point(name)
+    if ep is None:
+        eps = _REGISTRY.entry_points()
         installed = ", ".join(sorted(eps)) or "none"
         if name in KNOWN:
             raise BackendUnavailable(
                 f"backend {name!r} is not installed. Install it with: {KNOWN[name]}. "
                 f"Installed backends: {installed}"
             )
+        import difflib  # only for a name that is not installed
+
         close = difflib.get_close_matches(name, list(eps) + list(KNOWN), n=1)
         hint = f" Did you mean {close[0]!r}?" if close else ""
         missing = [f"{k}: {v}" for k, v in sorted(KNOWN.items()) if k not in eps]
@@ -199,7 +307,7 @@ def get(name: str) -> Backend:
         )
     loaded = _REGISTRY.load(name)
     if isinstance(loaded, BaseException):
-        dist, version = _dist_of(eps[name])
+        dist, version = _dist_of(ep)
         hint = KNOWN.get(name, f"reinstall {dist}")
         raise BackendUnavailable(
             f"backend {name!r} (from {dist} {version}) is installed but cannot load: "

@@ -58,6 +58,19 @@ def default_start_method() -> str:
     return "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
 
 
+def _available_start_method(value: str) -> None:
+    """``mp_context`` must be a start method this platform has (no fork on Windows)."""
+    methods = multiprocessing.get_all_start_methods()
+    if value not in methods:
+        raise ValueError(f"is not available on this platform (available: {', '.join(methods)})")
+
+
+def _needs_python_311(value: int) -> None:
+    """``max_tasks_per_child`` exists in ``ProcessPoolExecutor`` from Python 3.11 on."""
+    if sys.version_info < (3, 11):
+        raise ValueError("needs Python 3.11 or newer")
+
+
 class ProcessBackend(Backend):
     """A pool of worker processes; functions and arguments must pickle."""
 
@@ -68,9 +81,13 @@ class ProcessBackend(Backend):
             str,
             "Start method: 'forkserver' (default on Linux), 'spawn' or 'fork'.",
             choices=("forkserver", "spawn", "fork"),
+            check=_available_start_method,
         ),
         "max_tasks_per_child": Option(
-            int, "Replace a worker after this many submissions (Python 3.11+)."
+            int,
+            "Replace a worker after this many submissions (Python 3.11+).",
+            minimum=1,
+            check=_needs_python_311,
         ),
     }
 

@@ -316,6 +316,24 @@ class DaskExecutor(cf.Executor):
             self.cluster.close()
 
 
+def _check_memory_limit(value: str | int | float) -> None:
+    """``memory_limit`` as distributed reads it (``parse_memory_limit``): "auto", a number of
+    bytes (0: no limit), a fraction of the machine's memory (<= 1), or text such as "4GiB"."""
+    import math
+
+    from dask.utils import parse_bytes
+
+    if value == "auto":
+        return
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        parse_bytes(str(value))  # ValueError: "Could not interpret 'lots' as a byte unit"
+        return
+    if not math.isfinite(number) or number < 0:
+        raise ValueError("must be 'auto', 0 (no limit), a fraction <= 1, or bytes such as '4GiB'")
+
+
 class DaskBackend(Backend):
     """dask.distributed: an embedded LocalCluster, or a scheduler at `address`."""
 
@@ -328,13 +346,22 @@ class DaskBackend(Backend):
     # A client.map round trip costs milliseconds: keep more chunks queued at the scheduler.
     chunks_per_worker = 16
     options = {
-        "address": Option(str, "Scheduler address tcp://HOST:PORT; unset starts a LocalCluster."),
-        "scheduler_file": Option(str, "Scheduler file written by `dask scheduler`."),
+        "address": Option(
+            str, "Scheduler address tcp://HOST:PORT; unset starts a LocalCluster.", sensitive=True
+        ),
+        "scheduler_file": Option(
+            str, "Scheduler file written by `dask scheduler`.", sensitive=True
+        ),
         "connect_timeout": Option((int, float), "Seconds to wait for the scheduler (10)."),
         "dashboard": Option(bool, "Serve the embedded cluster's dashboard (off)."),
-        "threads_per_worker": Option(int, "Threads per embedded worker process (1)."),
-        "memory_limit": Option(str, "Memory limit per embedded worker ('auto')."),
-        "security": Option(object, "A distributed.Security for TLS."),
+        "threads_per_worker": Option(int, "Threads per embedded worker process (1).", minimum=1),
+        "memory_limit": Option(
+            (str, int, float),
+            "Memory limit per embedded worker: 'auto' (default), bytes such as '4GiB', "
+            "a fraction of the machine's memory, or 0 for none.",
+            check=_check_memory_limit,
+        ),
+        "security": Option(object, "A distributed.Security for TLS.", sensitive=True),
     }
 
     def open(self, workers: int, **options: Any) -> cf.Executor:

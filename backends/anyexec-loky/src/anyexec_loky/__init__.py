@@ -64,7 +64,7 @@ class LokyBackend(Backend):
         "context": Option(
             str, "Start method.", choices=("loky", "loky_init_main", "spawn", "forkserver")
         ),
-        "env": Option(dict, "Environment variables set in each worker."),
+        "env": Option(dict, "Environment variables set in each worker.", sensitive=True),
     }
 
     def kill(self, executor: cf.Executor) -> None:
