@@ -378,3 +378,27 @@ def test_ctrl_c_in_the_caller_interrupts_a_serial_map(tmp_path: Path) -> None:
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode != 0 and b"KeyboardInterrupt" in err, err[-2000:]
+
+
+def test_initializer_through_using_and_the_config_file(tmp_path: Path) -> None:
+    with anyexec.using("thread", workers=2, initializer=remember, initargs=("key", "using")):
+        assert list(anyexec.map(recall, range(3))) == [("using", i) for i in range(3)]
+    (tmp_path / "work" / "anyexec.toml").write_text(
+        'backend = "thread"\ninitializer = "test_engine:remember"\ninitargs = ["key", "file"]\n'
+    )
+    anyexec.config.clear_cache()
+    assert list(anyexec.starmap(recall, [(1,), (2,)])) == [("file", 1), ("file", 2)]
+    (tmp_path / "work" / "anyexec.toml").write_text('initializer = "no_such_module:f"\n')
+    anyexec.config.clear_cache()
+    with pytest.raises(anyexec.ConfigError, match="cannot import"):
+        anyexec.current()
+
+
+def test_module_level_starmap_and_astarmap() -> None:
+    with anyexec.using("thread", workers=2):
+        assert list(anyexec.starmap(scaled, [anyexec.Args(1, scale=5)])) == [5]
+
+        async def collect() -> list[int]:
+            return [v async for v in anyexec.astarmap(scaled, [(2,), anyexec.Args(3, offset=1)])]
+
+        assert anyio.run(collect) == [2, 4]

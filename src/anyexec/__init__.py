@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from anyexec._current import amap, current, map, submit, using
+    from anyexec._current import amap, astarmap, current, map, starmap, submit, using
     from anyexec._shared import shared_array
     from anyexec._worker.args import Args
     from anyexec.contract import Backend, Option
@@ -40,6 +40,8 @@ if TYPE_CHECKING:
 # machinery -- which made every new process worker pay ~0.1 s of imports.
 _WHERE = {
     "amap": "_current",
+    "astarmap": "_current",
+    "starmap": "_current",
     "current": "_current",
     "map": "_current",
     "submit": "_current",
@@ -103,10 +105,12 @@ __all__ = [
     "WorkerLost",
     "__version__",
     "amap",
+    "astarmap",
     "backends",
     "current",
     "map",
     "shared_array",
+    "starmap",
     "submit",
     "using",
 ]

@@ -11,13 +11,17 @@ import atexit
 import contextlib
 import threading
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from anyexec import config
 from anyexec.contract import Backend
 from anyexec.executor import Executor
+from anyexec.mapping import MapOptions
 
-__all__ = ["amap", "current", "map", "submit", "using"]
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
+__all__ = ["amap", "astarmap", "current", "map", "starmap", "submit", "using"]
 
 T = TypeVar("T")
 
@@ -60,10 +64,13 @@ def using(
     allow_oversubscribe: bool | None = None,
     require: str | None = None,
     prefer: str | None = None,
+    initializer: Callable[..., Any] | None = None,
+    initargs: Iterable[Any] | None = None,
     **options: Any,
 ) -> Iterator[Executor]:
     """Choose the backend for this block (nestable; each thread and async task sees its
     own). Yields the executor ``current()`` now returns. Errors show at entry.
+    ``initializer(*initargs)`` runs once in each worker of the executors the block uses.
 
     ``require``/``prefer`` hold for every call in the block (``require="sharedmem"`` with
     a ``backend`` that crosses processes in the same ``using()`` is a ConfigError)."""
@@ -74,6 +81,8 @@ def using(
         allow_oversubscribe=allow_oversubscribe,
         require=require,
         prefer=prefer,
+        initializer=initializer,
+        initargs=None if initargs is None else tuple(initargs),
     )
     with config.push(layer):
         yield current()
@@ -84,10 +93,35 @@ def map(
     *iterables: Iterable[Any],
     require: str | None = None,
     prefer: str | None = None,
-    **kwargs: Any,
+    **kwargs: Unpack[MapOptions],
 ) -> Iterator[T]:
     """``current(require=..., prefer=...).map(...)``: see :meth:`anyexec.Executor.map`."""
     return current(require=require, prefer=prefer).map(fn, *iterables, **kwargs)
+
+
+def starmap(
+    fn: Callable[..., T],
+    iterable: Iterable[Any],
+    *,
+    require: str | None = None,
+    prefer: str | None = None,
+    **kwargs: Unpack[MapOptions],
+) -> Iterator[T]:
+    """``current(...).starmap(...)``: argument tuples or ``anyexec.Args`` items; see
+    :meth:`anyexec.Executor.starmap`."""
+    return current(require=require, prefer=prefer).starmap(fn, iterable, **kwargs)
+
+
+def astarmap(
+    fn: Callable[..., T],
+    iterable: Iterable[Any],
+    *,
+    require: str | None = None,
+    prefer: str | None = None,
+    **kwargs: Unpack[MapOptions],
+) -> AsyncIterator[T]:
+    """``async for`` over :func:`starmap`'s results."""
+    return current(require=require, prefer=prefer).astarmap(fn, iterable, **kwargs)
 
 
 def amap(
@@ -95,7 +129,7 @@ def amap(
     *iterables: Iterable[Any],
     require: str | None = None,
     prefer: str | None = None,
-    **kwargs: Any,
+    **kwargs: Unpack[MapOptions],
 ) -> AsyncIterator[T]:
     """``current(require=..., prefer=...).amap(...)``: ``async for`` over the results; see
     :meth:`anyexec.Executor.amap`."""

@@ -37,7 +37,7 @@ import re
 import sys
 import threading
 import warnings
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -79,7 +79,7 @@ _CORE_ENV = (ENV_BACKEND, ENV_WORKERS, ENV_PROFILE, ENV_ALLOW_OVERSUBSCRIBE, ENV
 
 DEFAULT_BACKEND = "thread"
 NESTED_BACKEND = "serial"
-_FILE_KEYS = ("backend", "workers", "allow_oversubscribe", "profiles")
+_FILE_KEYS = ("backend", "workers", "allow_oversubscribe", "initializer", "initargs", "profiles")
 
 #: ``require=`` values: ``"sharedmem"``, the tasks must share the caller's memory.
 REQUIRE = ("sharedmem",)
@@ -147,6 +147,9 @@ class Layer:
     require: str | None = None
     prefer: str | None = None
     notes: tuple[str, ...] = ()
+    #: Per-worker set-up: a callable (argument, ``using()``) or "module:function" (file).
+    initializer: Any = None
+    initargs: Any = None
 
 
 @dataclass(frozen=True)
@@ -160,6 +163,9 @@ class Settings:
     config_file: Path | None = None
     allow_oversubscribe: bool = False
     notes: tuple[str, ...] = ()
+    #: Run ``initializer(*initargs)`` once in each worker before its first task.
+    initializer: Callable[..., Any] | None = None
+    initargs: tuple[Any, ...] = ()
 
     @property
     def name(self) -> str:
@@ -168,7 +174,8 @@ class Settings:
     def key(self) -> tuple[Any, ...]:
         """Hashable identity: one shared executor per distinct key (``anyexec.current``)."""
         opts = tuple(sorted((k, _hashable(v)) for k, v in self.options.items()))
-        return (self.backend.name, id(self.backend), self.workers, opts)
+        init = (_hashable(self.initializer), _hashable(self.initargs))
+        return (self.backend.name, id(self.backend), self.workers, opts, init)
 
 
 def _hashable(value: Any) -> Any:
@@ -468,6 +475,13 @@ class _FileCheck:
             parse_workers(value, label)
         elif key == "allow_oversubscribe":
             parse_flag(value, label)
+        elif key == "initializer":
+            if not isinstance(value, str) or ":" not in value:
+                raise ConfigError(
+                    f"{label}: must be 'module:function' (a function to import), got {value!r}"
+                )
+        elif key == "initargs" and not isinstance(value, list):
+            raise ConfigError(f"{label}: must be a list of arguments, got {value!r}")
 
     def unknown_key(self, key: str, where: str) -> None:
         import difflib
@@ -540,8 +554,17 @@ def _file_layer(
     backend = values.pop("backend", None)
     workers = values.pop("workers", None)
     allow = values.pop("allow_oversubscribe", None)
+    initializer, initargs = values.pop("initializer", None), values.pop("initargs", None)
     return Layer(
-        label, backend, workers, {}, values, allow_oversubscribe=allow, notes=tuple(check.notes)
+        label,
+        backend,
+        workers,
+        {},
+        values,
+        allow_oversubscribe=allow,
+        notes=tuple(check.notes),
+        initializer=initializer,
+        initargs=initargs,
     )
 
 
@@ -663,6 +686,8 @@ def using_layer(
     allow_oversubscribe: Any = None,
     require: str | None = None,
     prefer: str | None = None,
+    initializer: Any = None,
+    initargs: Any = None,
 ) -> Layer:
     shown = ", ".join(
         [f"backend={_backend_label(backend)!r}"] * (backend is not None)
@@ -670,6 +695,8 @@ def using_layer(
         + [f"allow_oversubscribe={allow_oversubscribe!r}"] * (allow_oversubscribe is not None)
         + [f"require={require!r}"] * (require is not None)
         + [f"prefer={prefer!r}"] * (prefer is not None)
+        + [f"initializer={initializer!r}"] * (initializer is not None)
+        + [f"initargs={initargs!r}"] * (initargs is not None)
         + [f"{k}={v!r}" for k, v in options.items()]
     )
     source = f"using({shown})"
@@ -683,6 +710,8 @@ def using_layer(
         allow_oversubscribe=allow_oversubscribe,
         require=require,
         prefer=prefer,
+        initializer=initializer,
+        initargs=initargs,
     )
 
 
@@ -738,6 +767,8 @@ def resolve(
     allow_oversubscribe: Any = None,
     require: str | None = None,
     prefer: str | None = None,
+    initializer: Any = None,
+    initargs: Any = None,
 ) -> Settings:
     """Resolve every layer into :class:`Settings`; raises ConfigError naming the source.
 
@@ -765,6 +796,8 @@ def resolve(
             allow_oversubscribe=allow_oversubscribe,
             require=require,
             prefer=prefer,
+            initializer=initializer,
+            initargs=initargs,
         )
     ]
     layers.extend(reversed(_context.USING.get()))
@@ -890,6 +923,7 @@ def resolve(
             f"allow_oversubscribe = true in the config file)"
         )
 
+    init, init_args = _initializer(layers, sources)
     return Settings(
         the_backend,
         count,
@@ -898,4 +932,36 @@ def resolve(
         found[0] if found else None,
         allow,
         tuple(dict.fromkeys(notes)),
+        init,
+        init_args,
     )
+
+
+def _initializer(
+    layers: list[Layer], sources: dict[str, str]
+) -> tuple[Callable[..., Any] | None, tuple[Any, ...]]:
+    """The highest layer's ``initializer`` (a callable, or "module:function" from a file,
+    imported here) with its ``initargs``."""
+    layer = next((la for la in layers if la.initializer is not None), None)
+    if layer is None:
+        stray = next((la for la in layers if la.initargs is not None), None)
+        if stray is not None:
+            raise ConfigError(f"{_layer_label(stray, 'initargs')}: given without initializer")
+        return None, ()
+    label = _layer_label(layer, "initializer")
+    fn = layer.initializer
+    if isinstance(fn, str):
+        module, _, name = fn.partition(":")
+        import importlib
+
+        try:
+            fn = getattr(importlib.import_module(module), name)
+        except (ImportError, AttributeError) as exc:
+            raise ConfigError(f"{label}: cannot import {layer.initializer!r}: {exc}") from None
+    if not callable(fn):
+        raise ConfigError(f"{label}: initializer must be callable, got {fn!r}")
+    args = layer.initargs if layer.initargs is not None else ()
+    if isinstance(args, (str, bytes)) or not isinstance(args, (tuple, list)):
+        raise ConfigError(f"{label}: initargs must be a tuple or list, got {args!r}")
+    sources["initializer"] = label
+    return fn, tuple(args)

@@ -178,12 +178,20 @@ class Executor(cf.Executor):
             if workers is not None:
                 raise ConfigError("give workers= or its alias max_workers=, not both")
             workers = max_workers
+        if initializer is None and tuple(initargs):
+            raise ConfigError("initargs= was given without initializer=")
         self._init(
-            config.resolve(backend, workers, options, allow_oversubscribe=allow_oversubscribe)
+            config.resolve(
+                backend,
+                workers,
+                options,
+                allow_oversubscribe=allow_oversubscribe,
+                initializer=initializer,
+                initargs=tuple(initargs) if initializer is not None else None,
+            )
         )
         self._task_timeout = _check_seconds("task_timeout", task_timeout)
         self._retries = _check_retries(retries)
-        self._initializer = self._make_initializer(initializer, initargs)
 
     @classmethod
     def from_settings(cls, settings: config.Settings) -> Executor:
@@ -196,7 +204,7 @@ class Executor(cf.Executor):
         self._settings = settings
         self._task_timeout = None
         self._retries = 0
-        self._initializer = None
+        self._initializer = self._make_initializer(settings)
         self._last_broken: cf.Executor | None = None
         self._lock = threading.RLock()
         self._pool = _Pool(settings.backend)
@@ -547,17 +555,14 @@ class Executor(cf.Executor):
         result: T = await await_future(self.submit(fn, *args, **kwargs))
         return result
 
-    def _make_initializer(
-        self, initializer: Callable[..., Any] | None, initargs: Iterable[Any]
-    ) -> Initializer | None:
-        if initializer is None:
-            if tuple(initargs):
-                raise ConfigError("initargs= was given without initializer=")
+    @staticmethod
+    def _make_initializer(settings: config.Settings) -> Initializer | None:
+        """The resolved initializer as tasks carry it: a fresh token per executor, so a
+        worker runs it once for each executor that uses it."""
+        if settings.initializer is None:
             return None
-        if not callable(initializer):
-            raise ConfigError(f"initializer={initializer!r}: must be a callable")
-        per_thread = self._settings.backend.crosses in ("nothing", "threads")
-        return Initializer(uuid.uuid4().hex, initializer, tuple(initargs), per_thread)
+        per_thread = settings.backend.crosses in ("nothing", "threads")
+        return Initializer(uuid.uuid4().hex, settings.initializer, settings.initargs, per_thread)
 
     def _timeout_for(self, fn: Callable[..., Any], seconds: float | None) -> float | None:
         """``seconds`` if the worker can stop ``fn`` itself when it runs too long (a timer
