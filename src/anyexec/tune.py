@@ -27,7 +27,6 @@ import json
 import math
 import os
 import pickle
-import statistics
 import sys
 import time
 import types
@@ -68,6 +67,9 @@ SCHEMA = "anyexec.tune/1"
 CLEAR_MARGIN = 1.1
 #: Speedups within this fraction of the best count as a tie: the simpler choice wins.
 TIE = 0.05
+#: Chunk size "auto" is kept unless a fixed size is faster by more than this fraction: a
+#: profile can set backend and workers, but a fixed chunk size means changing the code.
+AUTO_TIE = 0.10
 #: Serial CPU time below this share of wall time means the work mostly waits.
 WAITING_RATIO = 0.5
 #: Worker counts for waiting work go up to this many times the CPUs.
@@ -147,9 +149,11 @@ class Candidate:
 
     @property
     def tp(self) -> float | None:
+        """The median of the alternating runs once re-measured, else the fastest
+        screening run."""
         if self.measurement is not None:
             return self.measurement.tp
-        return statistics.median(self.times) if self.times else None
+        return min(self.times) if self.times else None
 
     @property
     def speedup(self) -> float | None:
@@ -394,7 +398,7 @@ class _Progress:
                     unit="s",
                     desc="anyexec tune",
                     file=sys.stderr,
-                    bar_format="{desc}: {percentage:3.0f}%|{bar}| {n:.0f}/{total:.0f} s {postfix}",
+                    bar_format="{desc}: {percentage:3.0f}%|{bar}| {n:.0f}/{total:.0f} s{postfix}",
                 )
             except ImportError:
                 pass
@@ -480,15 +484,15 @@ class _Search:
                 if keep < self.tasks:
                     self.notes.append(f"sampled {keep} of {self.tasks} inputs to fit the budget")
                     self.items = self.items[:keep]
+            # Up to three runs within the calibration share; the fastest counts, since a
+            # busy machine only ever adds time.
             wall: list[float] = []
             cpu: list[float] = []
-            spent = 0.0
-            while len(wall) < 3 and (not wall or spent < min(1.0, 0.05 * self.budget)):
+            while len(wall) < 3 and (not wall or sum(wall) + min(wall) <= limit):
                 c0 = time.process_time()
                 t, out = _run(ex, self.fn, self.items, "auto")
                 cpu.append(time.process_time() - c0)
                 wall.append(t)
-                spent += t
                 self.expected = out
         best = min(range(len(wall)), key=wall.__getitem__)
         self.ts = wall[best]
@@ -672,14 +676,16 @@ class _Search:
         if not ranked:
             return
         top = ranked[0].tp or 0.0
+        near = [r for r in ranked if (r.tp or 0.0) <= LEADER_WINDOW * top]
+        # Each backend's best first, so every backend that is close gets an honest figure
+        # (threads included: whether they are within reach of processes is worth knowing),
+        # then each backend's runner-up.
         leaders: list[Candidate] = []
-        per: dict[str, int] = {}
-        for r in ranked:
-            if len(leaders) == LEADERS or (r.tp or 0.0) > LEADER_WINDOW * top:
-                break
-            if per.get(r.backend, 0) < LEADERS_PER_BACKEND:
-                leaders.append(r)
-                per[r.backend] = per.get(r.backend, 0) + 1
+        for rank in range(LEADERS_PER_BACKEND):
+            for r in near:
+                mine = [x for x in near if x.backend == r.backend]
+                if mine.index(r) == rank and len(leaders) < LEADERS:
+                    leaders.append(r)
         margin = 0.03 * self.budget
         while leaders:
             fixed = sum(self.startup_guess(r.backend, r.workers) + (r.tp or 0) for r in leaders)
@@ -736,6 +742,20 @@ class _Search:
                     -(r.speedup or 0.0),
                 ),
             )
+            fixed = chosen
+            auto = [
+                r
+                for r in pool
+                if (r.backend, r.workers, r.chunksize) == (fixed.backend, fixed.workers, "auto")
+                and (r.speedup or 0.0) >= (fixed.speedup or 0.0) * (1 - AUTO_TIE)
+            ]
+            if fixed.chunksize != "auto" and auto:
+                chosen = auto[0]
+                gain = (fixed.speedup or 0.0) / (chosen.speedup or 1.0) - 1
+                self.notes.append(
+                    f"chunksize {fixed.chunksize} measured {gain:.0%} faster: "
+                    f"map(..., chunksize={fixed.chunksize})"
+                )
         notes = self.explain(rows, chosen)
         chunk: int | str
         if chosen is None or (chosen.speedup or 0.0) < CLEAR_MARGIN:
