@@ -204,7 +204,7 @@ def made(backend: str = "thread", workers: int = 4, chunksize: int | str = "auto
 PYPROJECT = (
     '[project]\nname = "demo"  # keep this comment\n\n'
     "[tool.anyexec]\nbackend = 'process'\n\n"
-    "[tool.anyexec.profiles.fast]\nbackend = \"asyncio\"\nworkers = 3\n\n"
+    '[tool.anyexec.profiles.fast]\nbackend = "asyncio"\nworkers = 3\n\n'
     "[tool.anyexec.profiles.fast.asyncio]\nbackend_name = 'trio'\n\n"
     "# ruff settings follow\n[tool.ruff]\nline-length   =   99\n"
 )
@@ -218,7 +218,7 @@ def test_write_replaces_the_profile_and_keeps_every_other_byte(
     assert profile_file() == path.resolve()
     assert write_profile(made(), "fast") == path.resolve()
     text = path.read_text()
-    head, tail = PYPROJECT.split("[tool.anyexec.profiles.fast]")
+    head, _tail = PYPROJECT.split("[tool.anyexec.profiles.fast]")
     assert text.startswith(head)
     assert text.endswith("\n# ruff settings follow\n[tool.ruff]\nline-length   =   99\n")
     data = tomllib.loads(text)
@@ -280,8 +280,21 @@ def test_cli_writes_json_and_profile(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     code = main(
-        ["tune", "tiny", "--inputs", "2000", "--budget", "3", "-b", "thread", "-q"]
-        + ["--json", "out.json", "--write", "quick"]
+        [
+            "tune",
+            "tiny",
+            "--inputs",
+            "2000",
+            "--budget",
+            "3",
+            "-b",
+            "thread",
+            "-q",
+            "--json",
+            "out.json",
+            "--write",
+            "quick",
+        ]
     )
     assert code == 0
     out = capsys.readouterr().out
@@ -297,8 +310,19 @@ def test_cli_writes_json_and_profile(
 def test_cli_json_inputs_are_argument_lists(capsys: pytest.CaptureFixture[str]) -> None:
     Path("inputs.json").write_text(json.dumps([[i, 0.002] for i in range(12)]))
     code = main(
-        ["tune", "anyexec.workloads:io_task", "--inputs", "inputs.json"]
-        + ["--budget", "3", "-b", "thread", "-p", "2", "-q"]
+        [
+            "tune",
+            "anyexec.workloads:io_task",
+            "--inputs",
+            "inputs.json",
+            "--budget",
+            "3",
+            "-b",
+            "thread",
+            "-p",
+            "2",
+            "-q",
+        ]
     )
     assert code == 0
     assert "failed" not in capsys.readouterr().out
@@ -370,7 +394,7 @@ def test_gil_releasing_numpy_threads_within_ten_percent(tasks: Any) -> None:
     two_free_cores(tasks)
     result = tuned(tasks.matmul, range(64))
     best = max(r.speedup or 0.0 for r in result.table if r.valid)
-    thread = max((r.speedup or 0.0 for r in result.table if r.valid and r.backend == "thread"))
+    thread = max(r.speedup or 0.0 for r in result.table if r.valid and r.backend == "thread")
     assert thread >= 0.9 * best, result.verdict
 
 

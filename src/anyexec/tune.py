@@ -375,6 +375,16 @@ def _cloudpickles(obj: Any) -> bool:
         return False
 
 
+def _cpu_share(seconds: float = 0.03) -> float:
+    """The share of wall time a pure-Python loop gets on the CPU now (1.0 on an idle core,
+    less while other programs compete for it)."""
+    w0, c0 = time.perf_counter(), time.process_time()
+    while time.perf_counter() - w0 < seconds:
+        sum(range(1000))
+    wall, cpu = time.perf_counter() - w0, time.process_time() - c0
+    return min(1.0, max(0.05, cpu / wall)) if wall > 0 else 1.0
+
+
 def _fmt_s(seconds: float) -> str:
     if seconds >= 1:
         return f"{seconds:.2f} s"
@@ -451,6 +461,7 @@ class _Search:
         # Set by calibrate():
         self.expected: list[Any] = []
         self.ts = self.task_time = self.cpu_ratio = 0.0
+        self.serial_times: list[float] = []
         self.waiting = False
 
     # -- budget ------------------------------------------------------------------------
@@ -496,8 +507,11 @@ class _Search:
                 self.expected = out
         best = min(range(len(wall)), key=wall.__getitem__)
         self.ts = wall[best]
+        self.serial_times = list(wall)
         self.task_time = self.ts / len(self.items)
-        self.cpu_ratio = cpu[best] / self.ts if self.ts > 0 else 1.0
+        # CPU time over wall time, relative to what a pure-CPU loop gets right now: on a
+        # busy machine both are low, and only work that waits is low relative to the loop.
+        self.cpu_ratio = (cpu[best] / self.ts if self.ts > 0 else 1.0) / _cpu_share()
         self.waiting = self.cpu_ratio < WAITING_RATIO
         self.rows.append(
             Candidate("serial", 1, "auto", "baseline", "the reference", self.ts, [self.ts])
@@ -559,16 +573,17 @@ class _Search:
                 for p in self.counts(name):
                     self.rows.append(Candidate(name, p, "auto", "skipped", reason))
                 continue
-            # From the most workers down, while fewer workers keep helping.
+            # From the most workers down, until fewer workers are clearly slower (on a tie
+            # fewer workers are preferred, so the search goes on).
             previous: float | None = None
             counts = self.counts(name)
             for i, p in enumerate(counts):
                 best = self.screen_pool(name, p, screen_end)
                 if best is None:
                     break
-                if previous is not None and best > previous * (1 - TIE):
+                if previous is not None and best > previous * (1 + TIE):
                     for q in counts[i + 1 :]:
-                        why = f"{p} workers did no better than {counts[i - 1]}"
+                        why = f"{p} workers were slower than {counts[i - 1]}"
                         self.rows.append(Candidate(name, q, "auto", "skipped", why))
                     break
                 previous = best
@@ -716,6 +731,7 @@ class _Search:
                 continue
             r.measurement = m
             r.ts, r.startup = m.ts, m.startup
+            self.serial_times += m.serial_times
             if not m.results_match:
                 r.status, r.note = "disqualified", f"results differ: {m.mismatch}"
             else:
@@ -724,6 +740,14 @@ class _Search:
     # -- 4. decide ---------------------------------------------------------------------
 
     def decide(self) -> TuneResult:
+        # A screened row is one run, compared with the fastest serial run seen (the
+        # calibration's and the leaders'): a busy machine only ever adds time to either.
+        ts = min(self.serial_times)
+        for r in self.rows:
+            if r.measurement is None and r.ts is not None:
+                r.ts = ts
+            if r.backend == "serial":
+                r.times = [ts]
         rows = [r for r in self.rows if r.backend != "serial"]
         pool = [r for r in rows if r.status == "re-measured"] or [r for r in rows if r.valid]
         rank = {n: i for i, n in enumerate(PREFERENCE)}
