@@ -66,6 +66,19 @@ def fails(x: int) -> int:
     raise ValueError(f"bad input {x}")
 
 
+@pytest.fixture(autouse=True)
+def keep_import_path() -> Any:
+    """``anyexec tune`` makes the working directory importable (sys.path and PYTHONPATH,
+    for its workers); put both back after each test."""
+    path, env = sys.path[:], os.environ.get("PYTHONPATH")
+    yield
+    sys.path[:] = path
+    if env is None:
+        os.environ.pop("PYTHONPATH", None)
+    else:
+        os.environ["PYTHONPATH"] = env
+
+
 def within_budget(seconds: float, budget: float) -> bool:
     return seconds < budget * 1.5 + 10
 
@@ -333,6 +346,10 @@ def test_cli_errors(capsys: pytest.CaptureFixture[str]) -> None:
     assert "cannot be imported" in capsys.readouterr().err
     assert main(["tune", "tiny", "--chunksize", "big", "-q"]) == 2
     assert "--chunksize" in capsys.readouterr().err
+    assert main(["tune", "tiny", "--inputs", "x.json", "-q"]) == 2
+    assert "task count" in capsys.readouterr().err
+    assert main(["tune", "tiny", "--write", "a b", "-q"]) == 2
+    assert "profile name" in capsys.readouterr().err
 
 
 # -- acceptance: the four workloads on every installed backend ------------------------------

@@ -1117,8 +1117,12 @@ def run_cli(args: Any) -> int:
         )
     if args.target in WORKLOADS:
         wl = WORKLOADS[args.target]
-        count = int(args.inputs) if args.inputs and args.inputs.isdigit() else None
-        fn, inputs = wl.task(), wl.inputs(count)
+        if args.inputs is not None and not (args.inputs.isdigit() and int(args.inputs) > 0):
+            raise ConfigError(
+                f"--inputs {args.inputs!r}: the built-in workload {args.target!r} takes a "
+                f"task count (its inputs are 0..N-1)"
+            )
+        fn, inputs = wl.task(), wl.inputs(int(args.inputs) if args.inputs else None)
     else:
         wl = get_workload(args.target, args.inputs)
         fn = wl.func
