@@ -28,6 +28,7 @@ import math
 import os
 import pickle
 import sys
+import threading
 import time
 import types
 from collections.abc import Callable, Iterable, Sequence
@@ -74,8 +75,12 @@ AUTO_TIE = 0.10
 WAITING_RATIO = 0.5
 #: Worker counts for waiting work go up to this many times the CPUs.
 WAITING_FACTOR = 8
-#: Share of the budget that serial calibration may take before the sample is cut.
+#: Share of the budget serial calibration may take (up to three passes over the sample).
 CALIBRATION_SHARE = 0.1
+#: Share of the budget one serial pass over the sample may take: a longer sample is cut
+#: (to at least 8 tasks per CPU), so that every backend gets its turn and the leaders can
+#: alternate several times.
+SAMPLE_SHARE = 1 / 30
 #: Share of the budget after which screening stops, leaving the rest to the leaders.
 SCREEN_SHARE = 0.6
 #: Leaders re-measured at most, and at most per backend; their screening Tp must be
@@ -412,6 +417,17 @@ class _Progress:
                 )
             except ImportError:
                 pass
+        self.done = threading.Event()
+        self.ticker: threading.Thread | None = None
+        if self.bar is not None:
+            # Long runs (a leader's alternating repeats) would freeze the bar between steps.
+            self.ticker = threading.Thread(target=self._tick, name="anyexec-tune", daemon=True)
+            self.ticker.start()
+
+    def _tick(self) -> None:
+        while not self.done.wait(0.5):
+            self.bar.n = round(min(time.perf_counter() - self.start, self.budget), 1)
+            self.bar.refresh()
 
     def step(self, what: str) -> None:
         if not self.enabled:
@@ -424,6 +440,9 @@ class _Progress:
         self.bar.set_postfix_str(what)
 
     def close(self) -> None:
+        self.done.set()
+        if self.ticker is not None:
+            self.ticker.join(5)
         if self.bar is not None:
             self.step("done")
             self.bar.close()
@@ -463,6 +482,7 @@ class _Search:
         self.ts = self.task_time = self.cpu_ratio = 0.0
         self.serial_times: list[float] = []
         self.waiting = False
+        self.share = 1.0  # what a CPU loop gets now: start-ups take longer on a busy machine
 
     # -- budget ------------------------------------------------------------------------
 
@@ -470,11 +490,14 @@ class _Search:
         return (self.deadline if until is None else until) - time.perf_counter()
 
     def startup_guess(self, name: str, workers: int) -> float:
+        """Seconds to start (and later shut down) a pool: scaled from this backend's last
+        start, else a generous guess by what crosses into its workers and how busy the
+        machine is."""
         seen = self.startups.get(name)
         if seen is not None:
-            return seen[1] * max(1.0, workers / seen[0])
+            return 1.3 * seen[1] * max(1.0, workers / seen[0])
         crosses = registry.get(name).crosses
-        return max(0.05, _STARTUP_GUESS.get(crosses, 0.5) * workers)
+        return 2 * max(0.05, _STARTUP_GUESS.get(crosses, 0.5) * workers) / self.share
 
     # -- 1. serial calibration ---------------------------------------------------------
 
@@ -490,11 +513,10 @@ class _Search:
                     f"arguments, anything else is passed as the one argument)"
                 ) from exc
             limit = CALIBRATION_SHARE * self.budget
-            if first * self.tasks > limit and self.tasks > 2 * self.cpus:
-                keep = max(2 * self.cpus, int(limit / max(first, 1e-9)))
-                if keep < self.tasks:
-                    self.notes.append(f"sampled {keep} of {self.tasks} inputs to fit the budget")
-                    self.items = self.items[:keep]
+            keep = max(8 * self.cpus, int(SAMPLE_SHARE * self.budget / max(first, 1e-9)))
+            if keep < 0.8 * self.tasks:  # (the first call may include one-time imports)
+                self.notes.append(f"sampled {keep} of {self.tasks} inputs to fit the budget")
+                self.items = self.items[:keep]
             # Up to three runs within the calibration share; the fastest counts, since a
             # busy machine only ever adds time.
             wall: list[float] = []
@@ -513,6 +535,7 @@ class _Search:
         # busy machine both are low, and only work that waits is low relative to the loop.
         self.cpu_ratio = (cpu[best] / self.ts if self.ts > 0 else 1.0) / _cpu_share()
         self.waiting = self.cpu_ratio < WAITING_RATIO
+        self.share = _cpu_share()
         self.rows.append(
             Candidate("serial", 1, "auto", "baseline", "the reference", self.ts, [self.ts])
         )
@@ -581,12 +604,26 @@ class _Search:
                 best = self.screen_pool(name, p, screen_end)
                 if best is None:
                     break
+                if not self.promising(best):
+                    for q in counts[i + 1 :]:
+                        why = f"{p} workers did not beat serial or the best so far"
+                        self.rows.append(Candidate(name, q, "auto", "dropped", why))
+                    break
                 if previous is not None and best > previous * (1 + TIE):
                     for q in counts[i + 1 :]:
                         why = f"{p} workers were slower than {counts[i - 1]}"
                         self.rows.append(Candidate(name, q, "auto", "skipped", why))
                     break
                 previous = best
+
+    def promising(self, tp: float | None) -> bool:
+        """Worth more runs (other chunk sizes, fewer workers): ``tp`` beats serial clearly
+        and is within reach of the best candidate so far. What fails this is far behind
+        after its best-placed run ("auto" chunks, the most workers)."""
+        if tp is None or tp * CLEAR_MARGIN > self.ts:
+            return False
+        best = min((r.tp for r in self.rows if r.valid and r.backend != "serial"), default=tp)
+        return tp <= LEADER_WINDOW * (best or tp)
 
     def order(self) -> list[str]:
         rank = {n: i for i, n in enumerate(PREFERENCE)}
@@ -601,7 +638,7 @@ class _Search:
         """Time every chunk size once on one pool of ``name``; the best Tp, or None when
         nothing ran (dropped, failed, out of budget)."""
         # Start-up and shutdown, a warm-up and one run at least.
-        guess = 1.3 * self.startup_guess(name, workers) + 2 * self.ts
+        guess = self.startup_guess(name, workers) + 2 * self.ts
         # Until something parallel has been measured, screening may eat into the share
         # kept for the leaders.
         if not any(r.valid and r.backend != "serial" for r in self.rows):
@@ -649,6 +686,10 @@ class _Search:
                 self.rows.append(row)
                 if why_not:
                     row.status, row.note = "dropped", why_not
+                    continue
+                if chunk != "auto" and not self.promising(best):
+                    row.status = "dropped"
+                    row.note = 'chunk size "auto" did not beat serial or the best so far'
                     continue
                 known = [r.tp for r in self.rows if r.backend == name and r.valid]
                 estimate = min((t for t in known if t is not None), default=self.ts)
