@@ -622,8 +622,8 @@ class _Search:
         after its best-placed run ("auto" chunks, the most workers)."""
         if tp is None or tp * CLEAR_MARGIN > self.ts:
             return False
-        best = min((r.tp for r in self.rows if r.valid and r.backend != "serial"), default=tp)
-        return tp <= LEADER_WINDOW * (best or tp)
+        times = [r.tp for r in self.rows if r.valid and r.backend != "serial"]
+        return tp <= LEADER_WINDOW * min([t for t in times if t is not None], default=tp)
 
     def order(self) -> list[str]:
         rank = {n: i for i, n in enumerate(PREFERENCE)}
