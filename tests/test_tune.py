@@ -8,6 +8,7 @@ a speedup that a busy machine does not have.
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
 import json
 import os
@@ -171,6 +172,35 @@ def test_errors_say_what_is_wrong() -> None:
         tune(noop, [1], budget=1, chunksize=["big"])
     with pytest.raises(AnyexecError, match="bad input 0"):
         tune(fails, range(4), budget=1, backends=["thread"])
+
+
+def test_progress_without_tqdm_prints_lines(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "tqdm.auto", None)  # import fails: plain lines
+    tune(nap, range(8), budget=2, backends=["thread"], workers=2, progress=True)
+    err = capsys.readouterr().err.splitlines()
+    assert err[0].endswith("/2 s] serial calibration")
+    assert any("thread × 2, chunksize auto" in line for line in err)
+
+
+def test_async_function_tries_asyncio_first(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def wait(x: int) -> int:
+        await asyncio.sleep(0.005)
+        return x
+
+    monkeypatch.setitem(sys.modules, "tqdm.auto", None)
+    result = tune(wait, range(16), budget=4, backends=["thread", "asyncio"], workers=[4])
+    starts = [line for line in capsys.readouterr().err.splitlines() if line.endswith(": start")]
+    assert starts == []  # progress is off by default
+    result = tune(
+        wait, range(16), budget=4, backends=["thread", "asyncio"], workers=[4], progress=True
+    )
+    starts = [line for line in capsys.readouterr().err.splitlines() if line.endswith(": start")]
+    assert "asyncio × 4" in starts[0]
+    assert {r.backend for r in result.table if r.valid} == {"serial", "thread", "asyncio"}
 
 
 def test_worker_counts() -> None:

@@ -514,7 +514,10 @@ class _Search:
                 ) from exc
             limit = CALIBRATION_SHARE * self.budget
             keep = max(8 * self.cpus, int(SAMPLE_SHARE * self.budget / max(first, 1e-9)))
-            if keep < 0.8 * self.tasks:  # (the first call may include one-time imports)
+            if keep < self.tasks:  # the first call may have paid for imports: once more
+                first = min(first, _run(ex, self.fn, self.items[:1], "auto")[0])
+                keep = max(8 * self.cpus, int(SAMPLE_SHARE * self.budget / max(first, 1e-9)))
+            if keep < self.tasks:
                 self.notes.append(f"sampled {keep} of {self.tasks} inputs to fit the budget")
                 self.items = self.items[:keep]
             # Up to three runs within the calibration share; the fastest counts, since a
@@ -604,10 +607,10 @@ class _Search:
                 best = self.screen_pool(name, p, screen_end)
                 if best is None:
                     break
-                if not self.promising(best):
+                behind = self.far_behind(best, f"{p} workers")
+                if behind:
                     for q in counts[i + 1 :]:
-                        why = f"{p} workers did not beat serial or the best so far"
-                        self.rows.append(Candidate(name, q, "auto", "dropped", why))
+                        self.rows.append(Candidate(name, q, "auto", "dropped", behind))
                     break
                 if previous is not None and best > previous * (1 + TIE):
                     for q in counts[i + 1 :]:
@@ -616,14 +619,20 @@ class _Search:
                     break
                 previous = best
 
-    def promising(self, tp: float | None) -> bool:
-        """Worth more runs (other chunk sizes, fewer workers): ``tp`` beats serial clearly
-        and is within reach of the best candidate so far. What fails this is far behind
-        after its best-placed run ("auto" chunks, the most workers)."""
-        if tp is None or tp * CLEAR_MARGIN > self.ts:
-            return False
+    def far_behind(self, tp: float | None, what: str) -> str:
+        """Why a pool whose best run took ``tp`` is not worth more runs (other chunk
+        sizes, fewer workers), or "" if it is: it must beat serial clearly and be within
+        reach of the best candidate so far, since its first run was its best-placed one
+        ("auto" chunks, the most workers)."""
+        if tp is None:
+            return f"{what} did not run"
+        if tp * CLEAR_MARGIN > self.ts:
+            return f"{what} did not beat serial by {CLEAR_MARGIN:.1f}×"
         times = [r.tp for r in self.rows if r.valid and r.backend != "serial"]
-        return tp <= LEADER_WINDOW * min([t for t in times if t is not None], default=tp)
+        best = min([t for t in times if t is not None], default=tp)
+        if tp > LEADER_WINDOW * best:
+            return f"{what} was {tp / best:.1f}× slower than the best so far"
+        return ""
 
     def order(self) -> list[str]:
         rank = {n: i for i, n in enumerate(PREFERENCE)}
@@ -687,9 +696,9 @@ class _Search:
                 if why_not:
                     row.status, row.note = "dropped", why_not
                     continue
-                if chunk != "auto" and not self.promising(best):
-                    row.status = "dropped"
-                    row.note = 'chunk size "auto" did not beat serial or the best so far'
+                behind = self.far_behind(best, 'chunk size "auto"') if chunk != "auto" else ""
+                if behind:
+                    row.status, row.note = "dropped", behind
                     continue
                 known = [r.tp for r in self.rows if r.backend == name and r.valid]
                 estimate = min((t for t in known if t is not None), default=self.ts)
