@@ -200,7 +200,7 @@ def test_async_function_tries_asyncio_first(
     )
     starts = [line for line in capsys.readouterr().err.splitlines() if line.endswith(": start")]
     assert "asyncio × 4" in starts[0]
-    assert {r.backend for r in result.table if r.valid} == {"serial", "thread", "asyncio"}
+    assert {r.backend for r in result.table if r.valid} == {"thread", "asyncio"}
 
 
 def test_worker_counts() -> None:
