@@ -37,8 +37,8 @@ from pathlib import Path
 from typing import Any
 
 from anyexec import registry
-from anyexec._tasks import _is_async
 from anyexec._tune_tasks import AsyncStar, Star, anoop, noop
+from anyexec._worker.loops import is_async as _is_async
 from anyexec.config import available_cpus
 from anyexec.errors import AnyexecError, ConfigError
 from anyexec.executor import Executor
@@ -653,9 +653,11 @@ class _Search:
         if not any(r.valid and r.backend != "serial" for r in self.rows):
             until = self.start + 0.9 * self.budget
         if self.left(until) < guess:
-            self.rows.append(
-                Candidate(name, workers, "auto", "skipped", "budget spent before its turn")
+            why = (
+                f"would not fit the budget left (start-up, a warm-up and a run: about "
+                f"{guess:.1f} s here, {max(0.0, self.left(until)):.1f} s left for screening)"
             )
+            self.rows.append(Candidate(name, workers, "auto", "skipped", why))
             return None
         self.progress.step(f"{name} × {workers}: start")
         t0 = time.perf_counter()
@@ -703,7 +705,7 @@ class _Search:
                 known = [r.tp for r in self.rows if r.backend == name and r.valid]
                 estimate = min((t for t in known if t is not None), default=self.ts)
                 if self.left(until) < estimate:
-                    row.status, row.note = "skipped", "budget spent before its turn"
+                    row.status, row.note = "skipped", "no budget left for screening"
                     continue
                 self.progress.step(f"{name} × {workers}, chunksize {chunk}")
                 try:
@@ -751,10 +753,12 @@ class _Search:
                 mine = [x for x in near if x.backend == r.backend]
                 if mine.index(r) == rank and len(leaders) < LEADERS:
                     leaders.append(r)
+        # Runs on a busy machine take longer than their fastest screening time: plan with
+        # a fifth more, and keep a margin.
         margin = 0.03 * self.budget
         while leaders:
             fixed = sum(self.startup_guess(r.backend, r.workers) + (r.tp or 0) for r in leaders)
-            per_round = sum(self.ts + (r.tp or 0) for r in leaders)
+            per_round = 1.2 * sum(self.ts + (r.tp or 0) for r in leaders)
             repeat = int((self.left() - margin - fixed) / per_round) if per_round > 0 else 0
             if repeat >= 1:
                 break
