@@ -125,6 +125,23 @@ def test_argument_tuples_are_unpacked() -> None:
     assert any(r.valid and r.backend == "thread" for r in result.table)
 
 
+def scaled(a: int, *, scale: int) -> int:
+    time.sleep(0.002)
+    return a * scale
+
+
+def test_args_items_carry_keyword_arguments() -> None:
+    result = tune(
+        scaled,
+        [anyexec.Args(i, scale=3) for i in range(16)],
+        budget=3,
+        workers=2,
+        backends=["thread", "process"],
+    )
+    assert not [r for r in result.table if r.status in ("failed", "disqualified")]
+    assert "thread" in {r.backend for r in result.table if r.valid}  # process: if budget allows
+
+
 def test_mismatch_disqualifies_and_is_reported() -> None:
     result = tune(where, range(16), budget=4, backends=["thread"], workers=2)
     bad = [r for r in result.table if r.status == "disqualified"]

@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from anyexec._worker.args import Args
+
 __all__ = ["AsyncStar", "Star", "anoop", "noop"]
 
 
@@ -23,13 +25,16 @@ async def anoop(x: Any) -> Any:
 
 
 class Star:
-    """``fn(*args)`` for one argument tuple: how tune passes a sample of argument tuples
-    through ``map``, which hands each item over as a single argument."""
+    """``fn(*args)`` for one argument tuple, ``fn(*a.args, **a.kwargs)`` for one
+    :class:`anyexec.Args`: how tune passes such a sample through ``map`` (and
+    ``measure``), which hand each item over as a single argument."""
 
     def __init__(self, fn: Callable[..., Any]) -> None:
         self.fn = fn
 
-    def __call__(self, args: tuple[Any, ...]) -> Any:
+    def __call__(self, args: tuple[Any, ...] | Args) -> Any:
+        if isinstance(args, Args):
+            return self.fn(*args.args, **args.kwargs)
         return self.fn(*args)
 
     def __repr__(self) -> str:
@@ -40,5 +45,7 @@ class AsyncStar(Star):
     """:class:`Star` for a coroutine function; its ``__call__`` is itself a coroutine
     function, so backends still see async work and await it."""
 
-    async def __call__(self, args: tuple[Any, ...]) -> Any:  # type: ignore[override]
+    async def __call__(self, args: tuple[Any, ...] | Args) -> Any:  # type: ignore[override]
+        if isinstance(args, Args):
+            return await self.fn(*args.args, **args.kwargs)
         return await self.fn(*args)

@@ -38,6 +38,7 @@ from typing import Any
 
 from anyexec import registry
 from anyexec._tune_tasks import AsyncStar, Star, anoop, noop
+from anyexec._worker.args import Args
 from anyexec._worker.loops import is_async as _is_async
 from anyexec.config import available_cpus
 from anyexec.errors import AnyexecError, ConfigError
@@ -73,6 +74,8 @@ TIE = 0.05
 AUTO_TIE = 0.10
 #: Serial CPU time below this share of wall time means the work mostly waits.
 WAITING_RATIO = 0.5
+#: Below this share of a core for a CPU loop, the verdict warns that the machine is busy.
+BUSY_SHARE = 0.7
 #: Worker counts for waiting work go up to this many times the CPUs.
 WAITING_FACTOR = 8
 #: Share of the budget serial calibration may take (up to three passes over the sample).
@@ -354,12 +357,14 @@ def _items(inputs: Iterable[Any]) -> list[Any]:
 
 
 def _as_calls(fn: Callable[..., Any], items: list[Any]) -> tuple[Callable[..., Any], list[Any]]:
-    """The rule for ``inputs``: a tuple is an argument tuple, ``fn(*item)``; anything else
-    is one argument, ``fn(item)``, as ``anyexec.map(fn, inputs)`` passes it."""
-    if not any(isinstance(x, tuple) for x in items):
+    """The rule for ``inputs``: a tuple is an argument tuple, ``fn(*item)``, and an
+    :class:`anyexec.Args` carries keyword arguments too, as ``Executor.starmap`` takes
+    them; anything else is one argument, ``fn(item)``, as ``anyexec.map(fn, inputs)``
+    passes it."""
+    if not any(isinstance(x, (tuple, Args)) for x in items):
         return fn, items
     star = AsyncStar(fn) if _is_async(fn) else Star(fn)
-    return star, [x if isinstance(x, tuple) else (x,) for x in items]
+    return star, [x if isinstance(x, (tuple, Args)) else (x,) for x in items]
 
 
 def _pickles(obj: Any) -> str | None:
@@ -891,8 +896,15 @@ class _Search:
     def explain(self, rows: list[Candidate], chosen: Candidate | None) -> list[str]:
         notes: list[str] = []
         threads = [r.speedup or 0.0 for r in rows if r.backend == "thread" and r.valid]
-        if threads and max(threads) < CLEAR_MARGIN and not self.waiting:
+        others = [r.speedup or 0.0 for r in rows if r.backend != "thread" and r.valid]
+        # Blame the GIL only where something else did run in parallel.
+        if threads and max(threads) < CLEAR_MARGIN <= max(others, default=0.0):
             notes.append("threads gain nothing (GIL)")
+        if self.share < BUSY_SHARE:
+            notes.append(
+                f"busy machine: a CPU loop got {self.share:.0%} of a core, so speedups are "
+                f"low and noisy (tune again when it is quiet)"
+            )
         if self.waiting:
             notes.append(
                 f"waiting work (CPU {self.cpu_ratio:.0%} of wall): up to "
