@@ -29,3 +29,36 @@ def cpu20ms(x: int, steps: int = 200_000) -> int:
 
 def array_sum(a: Any) -> float:
     return float(a.sum())
+
+
+# -- workloads for `anyexec tune` (tests/test_tune.py, docs/tuning.md) -------------------
+
+_MATRICES: dict[int, Any] = {}
+
+
+def _matrix(n: int) -> Any:
+    """One n×n matrix per process, made once; BLAS held to one thread in this process,
+    so a thread pool's workers, not BLAS, are what runs the products in parallel."""
+    if n not in _MATRICES:
+        import numpy as np
+        from threadpoolctl import threadpool_limits
+
+        # Kept for the life of the process: every later product runs on one BLAS thread.
+        _MATRICES.setdefault(-1, threadpool_limits(limits=1, user_api="blas"))
+        _MATRICES[n] = np.random.default_rng(0).random((n, n))
+    return _MATRICES[n]
+
+
+def matmul(x: int, n: int = 600) -> float:
+    """A large matrix product on one BLAS thread (~10 ms): numpy releases the GIL for
+    it, so threads scale like processes."""
+    a = _matrix(n)
+    return float((a @ a)[x % n, (3 * x) % n])
+
+
+async def asleep10ms(x: Any) -> Any:
+    """A coroutine that waits 10 ms (asyncio awaits many at once)."""
+    import asyncio
+
+    await asyncio.sleep(0.01)
+    return x

@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     )
     from anyexec.executor import Executor
     from anyexec.registry import BackendInfo, backends
+    from anyexec.tune import TuneResult, tune
 
 # The public names load on first use (PEP 562): a worker process that unpickles a task
 # imports only what the task needs (anyexec._worker.tasks), not the configuration and registry
@@ -65,6 +66,8 @@ _WHERE = {
     "Executor": "executor",
     "BackendInfo": "registry",
     "backends": "registry",
+    "tune": "tune",
+    "TuneResult": "tune",
 }
 
 
@@ -100,6 +103,7 @@ __all__ = [
     "Option",
     "TaskAborted",
     "TaskTimeout",
+    "TuneResult",
     "UnpicklableError",
     "Unsupported",
     "WorkerLost",
@@ -112,5 +116,6 @@ __all__ = [
     "shared_array",
     "starmap",
     "submit",
+    "tune",
     "using",
 ]

@@ -1,4 +1,4 @@
-"""The ``anyexec`` command: ``backends``, ``config`` and ``bench``."""
+"""The ``anyexec`` command: ``backends``, ``config``, ``bench`` and ``tune``."""
 
 from __future__ import annotations
 
@@ -161,6 +161,7 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument(
         "--prefer", help="a call's soft hint: threads or processes (shows what it picks)"
     )
+    _tune_parser(sub)
     b = sub.add_parser("bench", help="measure speedup: backends × workers × workloads")
     b.add_argument("--backend", "-b", help="comma-separated backends (default: every installed)")
     b.add_argument("--workers", "-p", help="comma-separated worker counts (default: 1,CPUs)")
@@ -186,6 +187,26 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _tune_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """``anyexec tune``: its arguments; the work is :func:`anyexec.tune.run_cli`."""
+    t = sub.add_parser("tune", help="find the fastest backend, workers and chunk size for fn")
+    t.add_argument("target", metavar="MODULE:FUNCTION", help="the function to tune")
+    t.add_argument("--inputs", help="a count N (inputs 0..N-1) or a JSON file holding a list")
+    t.add_argument("--budget", type=float, default=60.0, help="wall seconds to spend (60)")
+    t.add_argument("--backend", "-b", help="comma-separated backends (default: every installed)")
+    t.add_argument("--workers", "-p", help="comma-separated worker counts (default: searched)")
+    t.add_argument("--chunksize", help="comma-separated chunk sizes or auto (default: searched)")
+    t.add_argument("--write", metavar="PROFILE", help="write the result as this config profile")
+    t.add_argument("--json", type=Path, help="write everything measured as JSON")
+    t.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+
+
+def _cmd_tune(args: argparse.Namespace) -> int:
+    from anyexec.tune import run_cli
+
+    return run_cli(args)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
@@ -194,6 +215,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if getattr(args, "repeat", 1) < 1:
         parser.error("--repeat must be at least 1")
     handlers = {"backends": _cmd_backends, "config": _cmd_config, "bench": _cmd_bench}
+    handlers["tune"] = _cmd_tune
     try:
         return handlers[args.command](args)
     except (AnyexecError, ImportError) as exc:
