@@ -177,3 +177,57 @@ def exit_first_time(x: int, directory: str, bad: int = 1, code: int = 3) -> int:
         os.close(fd)
         os._exit(code)
     return x
+
+
+# -- for the port of CPython's concurrent.futures tests (tests/test_stdlib_futures.py) -----
+
+
+def capture(*args: Any, **kwargs: Any) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    """Return exactly what the call received (``submit`` must pass ``fn=``/``self=`` on)."""
+    return args, kwargs
+
+
+class Dummy:
+    """An object whose lifetime a test watches through a weak reference."""
+
+    def method(self) -> None:
+        return None
+
+
+def make_dummy(x: Any) -> Dummy:
+    return Dummy()
+
+
+class FalseyBoolError(Exception):
+    """An exception that is false in a boolean context."""
+
+    def __bool__(self) -> bool:
+        return False
+
+
+class FalseyLenError(Exception):
+    """An exception whose len() is 0."""
+
+    def __len__(self) -> int:
+        return 0
+
+
+def raise_type(kind: type[Exception], message: str) -> None:
+    raise kind(message)
+
+
+def sleep_and_print(seconds: float, text: str) -> None:
+    """Sleep, then print ``text`` on the caller's stdout (run at interpreter exit by the
+    shutdown tests, whose output is read back)."""
+    import sys
+
+    time.sleep(seconds)
+    print(text)
+    sys.stdout.flush()
+
+
+def raise_timeout_on(x: int, bad: int = 1) -> int:
+    """A task whose own TimeoutError must not be mistaken for map's deadline."""
+    if x == bad:
+        raise TimeoutError(f"the task itself timed out on {x}")
+    return x
