@@ -43,20 +43,40 @@ CASES = [
     ("swallow", "test_exception_keeps_its_type", "swallowed a task's exception"),
     ("retype", "test_exception_keeps_its_type", "changed the task's exception type*RuntimeError"),
     ("none_fails", "test_none_results", "submit of a function returning None failed"),
-    ("never_on_error", "test_exception_keeps_its_type", "*its future never completes*did not finish within*"),
+    (
+        "never_on_error",
+        "test_exception_keeps_its_type",
+        "*its future never completes*did not finish within*",
+    ),
     ("leak_process", "test_no_leftovers_after_shutdown", "worker processes left after shutdown"),
     ("leak_thread", "test_no_leftovers_after_shutdown", "threads grew across open/close cycles"),
     ("early_shutdown", "test_shutdown_waits", "shutdown(wait=True) returned early"),
     ("hang_shutdown", "test_shutdown_waits", "shutdown(wait=True) did not finish within*it hangs"),
     ("ignore_cancel_futures", "test_cancel_futures", "ignores cancel_futures"),
     ("uncancellable", "test_queued_call_can_be_cancelled", "futures cannot be cancelled"),
-    ("fake_cancel", "test_queued_call_can_be_cancelled", "was cancelled (cancel()) while queued, yet it ran"),
+    (
+        "fake_cancel",
+        "test_queued_call_can_be_cancelled",
+        "was cancelled (cancel()) while queued, yet it ran",
+    ),
     ("inline", "test_submit_returns_before", "runs tasks inline in submit()"),
-    ("one_worker", "test_calls_run_at_the_same_time", "did not run at the same time*on one worker only"),
+    (
+        "one_worker",
+        "test_calls_run_at_the_same_time",
+        "did not run at the same time*on one worker only",
+    ),
     ("blocking_batch", "test_map_timeout", "ignores timeout="),
-    ("pebble_like", "test_dead_worker_is_worker_lost", "surfaced through * as broken_backends.ProcessExpired*not as concurrent.futures.BrokenExecutor"),
+    (
+        "pebble_like",
+        "test_dead_worker_is_worker_lost",
+        "surfaced through * as broken_backends.ProcessExpired*not as concurrent.futures.BrokenExecutor",
+    ),
     ("mpire_like", "test_unpicklable_raises", "hangs on pickling errors*did not finish within"),
-    ("forgets_dead_workers", "test_dead_worker_is_worker_lost", "task that kills its worker did not finish within"),
+    (
+        "forgets_dead_workers",
+        "test_dead_worker_is_worker_lost",
+        "task that kills its worker did not finish within",
+    ),
 ]
 
 
@@ -99,7 +119,9 @@ def test_broken_backend_fails_readably(run_suite, backend: str, check: str, mess
 
 
 @pytest.mark.slow
-def test_process_leak_is_caught_without_psutil(run_suite, pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+def test_process_leak_is_caught_without_psutil(
+    run_suite, pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
     hidden = pytester.mkdir("without_psutil")
     (hidden / "psutil.py").write_text("raise ImportError('psutil is hidden for this test')\n")
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(hidden), os.environ["PYTHONPATH"]]))
@@ -184,6 +206,8 @@ def test_missing_package_is_one_usage_error(
     )
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(
-        ["*needs no_such_package_for_anyexec (no_such_package_for_anyexec, for a test)*"
-         "Install the test extra: pip install 'anyexec?test?'"]
+        [
+            "*needs no_such_package_for_anyexec (no_such_package_for_anyexec, for a test)*"
+            "Install the test extra: pip install 'anyexec?test?'"
+        ]
     )

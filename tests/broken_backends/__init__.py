@@ -69,7 +69,9 @@ def swallow(task: Any) -> Any:
         except Exception:
             return None
     out = task()
-    return ChunkResult([None if type(v) is Failure else v for v in out.outcomes], out.seconds, False)
+    return ChunkResult(
+        [None if type(v) is Failure else v for v in out.outcomes], out.seconds, False
+    )
 
 
 def retype(task: Any) -> Any:
@@ -81,7 +83,10 @@ def retype(task: Any) -> Any:
             raise RuntimeError(str(exc)) from None
     out = task()
     return ChunkResult(
-        [Failure(RuntimeError(str(v.exc)), None) if type(v) is Failure else v for v in out.outcomes],
+        [
+            Failure(RuntimeError(str(v.exc)), None) if type(v) is Failure else v
+            for v in out.outcomes
+        ],
         out.seconds,
         out.failed,
     )
@@ -313,7 +318,7 @@ class BlockingBatch(ThreadBackend):
 # -- process pools -----------------------------------------------------------------------
 
 
-class ProcessExpired(Exception):  # noqa: N818 - the name pebble uses
+class ProcessExpired(Exception):
     """A pebble-like report of a dead worker: not a BrokenExecutor."""
 
 

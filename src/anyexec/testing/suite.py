@@ -278,6 +278,7 @@ class MapChecks(Fixtures):
 
     def test_map_large_numpy_arrays(self, executor: Executor) -> None:
         import numpy as np  # the plugin refuses to start without it (a usage error)
+
         arrays = [np.full(7_000_000, float(i)) for i in range(2)]  # 56 MB each
         doubled = list(executor.map(tasks.array_double, arrays))
         for a, d in zip(arrays, doubled):
@@ -457,33 +458,39 @@ class FaultChecks(Fixtures):
     """Per-task timeouts do what the backend declares (``timeout_mode``), or are refused
     with a ConfigError; never silently ignored."""
 
-    def test_coroutine_task_timeout(self, executor: Executor) -> None:
-        got: list[Any] = list(
-            executor.map(tasks.async_sleep_on, range(4), task_timeout=0.5, return_exceptions=True)
+    @pytest.mark.parametrize("via", VIA_MAP)
+    def test_coroutine_task_timeout(self, executor: Executor, via: str) -> None:
+        got = run_via(
+            executor,
+            via,
+            tasks.async_sleep_on,
+            list(range(4)),
+            task_timeout=0.5,
+            return_exceptions=True,
         )
-        assert isinstance(got[1], anyexec.TaskTimeout), got
+        assert isinstance(got[1], anyexec.TaskTimeout), (
+            f"{executor.backend}: {via} ignores task_timeout on a coroutine: {got}"
+        )
         assert [got[0], got[2], got[3]] == [0, 2, 3]
 
-    def test_plain_function_task_timeout(self, executor: Executor) -> None:
-        import threading
-
+    @pytest.mark.parametrize("via", VIA_MAP)
+    def test_plain_function_task_timeout(self, executor: Executor, via: str) -> None:
         backend = _backend_of(executor)
-        stoppable = (
-            backend.timeout_mode != "none"
-            or (
-                backend.crosses == "nothing"
-                and threading.current_thread() is threading.main_thread()
-            )
+        stoppable = backend.timeout_mode != "none" or (
+            backend.crosses == "nothing" and threading.current_thread() is threading.main_thread()
         )
         if not stoppable:
             with pytest.raises(anyexec.ConfigError, match="task_timeout"):
-                executor.map(tasks.slow_on, range(4), task_timeout=0.5)
+                run_via(executor, via, tasks.slow_on, list(range(4)), task_timeout=0.5)
             return
         # 5 s, ten times the limit: long enough to prove the task was stopped or
         # abandoned, short enough that an abandoned thread does not hold up shutdown long.
         slow = functools.partial(tasks.slow_on, seconds=5)
-        got = list(executor.map(slow, range(4), task_timeout=0.5, return_exceptions=True))
-        assert isinstance(got[0], anyexec.TaskTimeout), got
+        got = run_via(executor, via, slow, list(range(4)), task_timeout=0.5, return_exceptions=True)
+        assert isinstance(got[0], anyexec.TaskTimeout), (
+            f"{executor.backend}: {via} ignores task_timeout: a 5 s task under "
+            f"task_timeout=0.5 gave {got[0]!r}"
+        )
         assert got[1:] == [1, 2, 3]
 
     def test_return_exceptions(self, executor: Executor) -> None:
@@ -775,8 +782,9 @@ class ConcurrencyChecks(Fixtures):
                 open(os.path.join(evidence, "go"), "w").close()
                 return await task
 
-            got = within(anyexec_deadline, f"{ex.backend}: asubmit", asyncio.run,
-                         start_then_release())
+            got = within(
+                anyexec_deadline, f"{ex.backend}: asubmit", asyncio.run, start_then_release()
+            )
         assert got == "released", (
             f"{ex.backend}: runs tasks inline in {via}(): it returned only after the call "
             f"had given up waiting for the caller ({got!r})"
@@ -854,8 +862,7 @@ class WorkerLossChecks(Fixtures):
             raise
         except BaseException as exc:
             pytest.fail(
-                f"{ex.backend}: after a worker died the executor no longer serves: "
-                f"{_name(exc)}",
+                f"{ex.backend}: after a worker died the executor no longer serves: {_name(exc)}",
                 pytrace=False,
             )
         assert again == 9
@@ -924,8 +931,12 @@ class PicklingChecks(Fixtures):
                 fn,
                 items,
             )
-        except anyexec.UnpicklableError:
-            pass
+        except anyexec.UnpicklableError as exc:
+            named = what
+            assert named in str(exc), (
+                f"{executor.backend}: the UnpicklableError for an unpicklable {what} "
+                f"through {via} does not name the {named}: {exc}"
+            )
         except pytest.fail.Exception:
             raise
         except BaseException as exc:
