@@ -84,6 +84,14 @@ CASES = [
 ]
 
 
+@pytest.fixture(autouse=True)
+def _once_per_run(request: pytest.FixtureRequest) -> None:
+    """These check the suite itself, not a backend: run them in the one session that
+    selects 'thread' (every nox cell of the matrix would otherwise repeat them)."""
+    if "thread" not in anyexec.testing.selected_backends(request.config):
+        pytest.skip("checks the conformance suite itself; runs where 'thread' is selected")
+
+
 @pytest.fixture
 def run_suite(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
     """Run the suite, in a subprocess, on the broken backend ``name``."""

@@ -11,7 +11,15 @@ from pool_backend import PoolBackend
 
 import anyexec
 from anyexec import registry
-from anyexec.testing import ConformanceSuite, tasks
+from anyexec.testing import ConformanceSuite, selected_backends, tasks
+
+
+@pytest.fixture(autouse=True)
+def _once_per_run(request: pytest.FixtureRequest) -> None:
+    """This plugin is a backend of its own: check it once, in the session that selects
+    'thread', not in every cell of the backend matrix."""
+    if "thread" not in selected_backends(request.config):
+        pytest.skip("a backend of its own; checked where 'thread' is selected")
 
 
 class TestPluginFromDocs(ConformanceSuite):
