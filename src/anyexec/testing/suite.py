@@ -49,6 +49,7 @@ __all__ = [
     "RouteChecks",
     "ShutdownChecks",
     "SpeedupChecks",
+    "StdlibChecks",
     "SubmitChecks",
     "WorkerLossChecks",
     "within",
@@ -955,6 +956,104 @@ class PicklingChecks(Fixtures):
         assert again == 16
 
 
+class StdlibChecks(Fixtures):
+    """What ``concurrent.futures`` users rely on, from CPython's own tests, that a backend
+    can break: ``buffersize=None`` submits everything at once; a finished future and the
+    map iterator keep nothing alive; ``map`` with no iterable yields nothing; shutdown keeps
+    running calls (``cancel_futures``) and submitted ones (``wait=False``)."""
+
+    def test_map_with_no_iterable_is_empty(self, executor: Executor) -> None:
+        try:
+            got = list(executor.map(str))
+        except TypeError as exc:
+            pytest.fail(
+                f"{executor.backend}: map(str) with no iterable raised {_name(exc)}; the "
+                f"standard library returns an empty iterator",
+                pytrace=False,
+            )
+        assert got == []
+
+    def test_unbounded_map_submits_everything(
+        self, make_executor: Any, evidence: str, anyexec_deadline: float
+    ) -> None:
+        ex = make_executor()
+        ex.map(functools.partial(tasks.record, directory=evidence), range(100), buffersize=None)
+        within(anyexec_deadline, f"{ex.backend}: shutdown(wait=True)", ex.shutdown, wait=True)
+        ran = sum(1 for x in range(100) if tasks.runs_of(evidence, x))
+        assert ran == 100, (
+            f"{ex.backend}: map(buffersize=None), never iterated, ran {ran} of 100 calls "
+            f"before shutdown(wait=True) returned; the standard library runs them all"
+        )
+
+    def test_finished_future_releases_its_call(
+        self, executor: Executor, anyexec_deadline: float
+    ) -> None:
+        import gc
+        import weakref
+
+        obj = tasks.Dummy()
+        ref = weakref.ref(obj)
+        fut = executor.submit(obj.method)
+        within(anyexec_deadline, f"{executor.backend}: submit", fut.result)
+        del obj
+        gc.collect()
+        assert ref() is None, (
+            f"{executor.backend}: a finished future still holds its function and arguments"
+        )
+
+    def test_map_iterator_releases_results(self, executor: Executor) -> None:
+        import gc
+        import weakref
+
+        for obj in executor.map(tasks.make_dummy, range(6)):
+            ref = weakref.ref(obj)
+            del obj
+            gc.collect()
+            assert ref() is None, (
+                f"{executor.backend}: the map iterator still holds the result it yielded"
+            )
+
+    def test_cancel_futures_spares_running_calls(
+        self, make_executor: Any, evidence: str, anyexec_deadline: float
+    ) -> None:
+        ex = make_executor(workers=1)
+        _skip_unless_pending_possible(ex)
+        busy = ex.submit(tasks.wait_for_go, "busy", evidence, anyexec_deadline / 2)
+        if not _await_path(os.path.join(evidence, "started-busy"), anyexec_deadline / 2):
+            pytest.fail(f"{ex.backend}: a submitted call did not start")
+        queued = ex.submit(tasks.square, 3)
+        stopper = threading.Thread(
+            target=ex.shutdown, kwargs={"wait": True, "cancel_futures": True}, daemon=True
+        )
+        stopper.start()
+        _settle(queued.done, 2.0)  # time for shutdown to cancel what it cancels
+        marked = busy.cancelled()
+        open(os.path.join(evidence, "go"), "w").close()
+        stopper.join(anyexec_deadline)
+        assert not marked, (
+            f"{ex.backend}: shutdown(cancel_futures=True) marked a running call cancelled"
+        )
+        got = within(anyexec_deadline, f"{ex.backend}: running call", busy.result)
+        assert got == "released"
+
+    def test_shutdown_without_wait_keeps_submitted_calls(
+        self, make_executor: Any, anyexec_deadline: float
+    ) -> None:
+        ex = make_executor()
+        fut = ex.submit(tasks.sleep_then, 0.5)
+        ex.shutdown(wait=False)
+        try:
+            got = within(
+                anyexec_deadline, f"{ex.backend}: a call after shutdown(wait=False)", fut.result
+            )
+        except cf.CancelledError:
+            pytest.fail(
+                f"{ex.backend}: shutdown(wait=False) cancelled a call already submitted",
+                pytrace=False,
+            )
+        assert got == 0.5
+
+
 def _children() -> dict[int, str]:
     """This process's descendants, ``{pid: command line}``.
 
@@ -1097,6 +1196,7 @@ class ConformanceSuite(
     ConcurrencyChecks,
     WorkerLossChecks,
     PicklingChecks,
+    StdlibChecks,
     FaultChecks,
     NestingChecks,
     CleanupChecks,
