@@ -75,13 +75,22 @@ def xfail_on(request: pytest.FixtureRequest, backends: tuple[str, ...], reason: 
         request.applymarker(pytest.mark.xfail(reason=reason.format(name), strict=False))
 
 
-@pytest.fixture(scope="class")
-def ex(anyexec_backend_name: str) -> Iterator[Executor]:
+@pytest.fixture(scope="module")
+def _shared() -> Iterator[dict[str, Executor]]:
+    made: dict[str, Executor] = {}
+    yield made
+    for name, executor in made.items():
+        within(DEADLINE, f"{name}: shutdown", executor.shutdown, wait=True)
+
+
+@pytest.fixture
+def ex(anyexec_backend_name: str, _shared: dict[str, Executor]) -> Executor:
     """One executor per backend for the tests that leave it open (a dask cluster takes
     seconds to start)."""
-    executor = Executor(anyexec_backend_name, workers=2)
-    yield executor
-    within(DEADLINE, f"{anyexec_backend_name}: shutdown", executor.shutdown, wait=True)
+    executor = _shared.get(anyexec_backend_name)
+    if executor is None or executor.closed:
+        executor = _shared[anyexec_backend_name] = Executor(anyexec_backend_name, workers=2)
+    return executor
 
 
 @pytest.fixture
