@@ -29,7 +29,7 @@ KNOWN_FAILURES: list[tuple[str, str | None, tuple[str, ...], str]] = [
     (
         "test_unpicklable_raises",
         "result",
-        ("process", "loky", "dask"),
+        ("process", "loky"),
         "an unpicklable result is reported as 'could not send the function or an argument'",
     ),
     (
