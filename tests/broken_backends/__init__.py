@@ -182,8 +182,10 @@ class EarlyShutdown(ThreadBackend):
 class _HangingShutdown(cf.ThreadPoolExecutor):
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         super().shutdown(wait=wait, cancel_futures=cancel_futures)
-        if wait:
-            threading.Event().wait()  # waits for a monitor that was never started
+        if wait:  # joins a monitor thread that never ends (and holds up interpreter exit)
+            monitor = threading.Thread(target=threading.Event().wait, name="monitor")
+            monitor.start()
+            monitor.join()
 
 
 class HangingShutdown(ThreadBackend):

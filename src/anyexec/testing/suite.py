@@ -76,6 +76,11 @@ def _backend_of(ex: Executor) -> Backend:
 
 T = TypeVar("T")
 
+#: What hung past its deadline in this run. A backend that hangs may also block the
+#: interpreter's exit (a worker thread that never ends); the plugin then ends the pytest
+#: process itself once the report is written (see ``anyexec.testing.pytest_unconfigure``).
+HUNG: list[str] = []
+
 #: The four ways work goes in. Every rule that applies to more than one is checked on each.
 VIA_ALL = ("map", "amap", "submit", "asubmit")
 VIA_MAP = ("map", "amap")
@@ -101,6 +106,7 @@ def within(seconds: float, what: str, fn: Callable[..., T], *args: Any, **kwargs
     helper.start()
     helper.join(seconds)
     if helper.is_alive():
+        HUNG.append(what)
         pytest.fail(
             f"{what} did not finish within {seconds:g} s (the conformance suite's own "
             f"deadline, --anyexec-deadline): it hangs",
