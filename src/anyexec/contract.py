@@ -187,12 +187,34 @@ class Backend(abc.ABC):
 
     Subclasses set :attr:`crosses`, declare :attr:`options`, and implement :meth:`open`.
     Register the class under the entry-point group ``anyexec.backends``; the entry point's
-    name is the backend's name.
+    name is the backend's name. ``docs/writing-a-backend.md`` is the full contract, and the
+    conformance suite (``python -m pytest -p anyexec.testing --anyexec-backend=NAME``)
+    checks every rule of it. In short, the executor :meth:`open` returns must:
+
+    - run each submitted ``Call``/``Chunk`` exactly once, in a worker (never inside
+      ``submit``, unless :attr:`crosses` is ``"nothing"``), up to ``workers`` at a time, and
+      hand back exactly what it returned (``None`` included) or raised;
+    - return *standard futures*: they always complete (result, exception or cancelled); a
+      queued call can be cancelled and then never runs (call
+      ``set_running_or_notify_cancel()`` before running one); a started call is
+      ``running()`` and ``cancel()`` returns False for it; each done callback runs once;
+    - fail the futures of a dead worker's calls with ``concurrent.futures.BrokenExecutor``
+      (or a subclass): anyexec reports it as :class:`~anyexec.errors.WorkerLost` and
+      ``map(retries=)`` acts on it; no other exception type does;
+    - set a pickling error on the future or raise it from ``submit``, never drop it;
+    - honour ``shutdown(wait=True, *, cancel_futures=False)`` as the standard library does,
+      in bounded time, and leave no process or thread behind.
     """
 
     #: The backend's name; the registry sets it from the entry point.
     name: str = ""
-    #: What crosses into the workers; decides whether arguments must pickle.
+    #: What crosses into the workers, and what that turns on in the core:
+    #: ``"nothing"``, calls run inside ``submit`` in the caller's thread (nothing is ever
+    #: pending); ``"threads"``, nothing is pickled; ``"processes"``, pickling errors become
+    #: :class:`~anyexec.errors.UnpicklableError`, ``BrokenExecutor`` becomes
+    #: :class:`~anyexec.errors.WorkerLost`, and large numpy arrays go through shared memory
+    #: (``/dev/shm``); ``"cluster"``, as ``"processes"`` without shared memory. Workers that
+    #: may run on another host must say ``"cluster"``.
     crosses: ClassVar[Crossing] = "threads"
     #: The options :meth:`open` accepts. Anything else is rejected with a ConfigError.
     options: ClassVar[Mapping[str, Option]] = {}
@@ -222,15 +244,20 @@ class Backend(abc.ABC):
     def open(self, workers: int, **options: Any) -> cf.Executor:
         """Start and return an executor with ``workers`` workers.
 
-        Called by :class:`anyexec.Executor` on first use, with options already checked
-        against :attr:`options`.
+        Called by :class:`anyexec.Executor` on first use, after a reopen, and to replace an
+        executor whose ``submit`` raised ``BrokenExecutor``. ``workers`` is a positive int
+        capped at :attr:`max_workers`. ``options`` holds only the options that were set
+        somewhere (argument, ``using()``, environment, config file), already checked
+        against :attr:`options`: one nobody set is absent, so apply your own default.
         """
 
     def submit_batch(
         self, executor: cf.Executor, calls: Sequence[Callable[[], Any]]
     ) -> list[cf.Future[Any]]:
         """Submit several zero-argument calls at once; override where the engine has a
-        faster native path (dask's ``client.map``). Must return standard futures."""
+        faster native path (dask's ``client.map``). Called by ``map`` with the chunks it
+        has ready. Must return one standard future per call, in order, without waiting
+        for any of them (``map(timeout=)`` is checked while they run)."""
         return [executor.submit(call) for call in calls]
 
     def release(self, executor: cf.Executor) -> None:
@@ -240,9 +267,15 @@ class Backend(abc.ABC):
         """
 
     def kill(self, executor: cf.Executor) -> None:
-        """Stop the tasks running now (``Executor.kill_running``); their futures fail.
+        """Stop the tasks running now (``Executor.kill_running``, and Ctrl-C leaving a
+        ``with`` block).
 
-        The default says this backend cannot: threads cannot be stopped from outside.
+        Afterwards the futures of the stopped calls must be done: failed with
+        ``BrokenExecutor`` (reported as WorkerLost) or cancelled, never pending. Queued
+        calls may run later or fail the same way. The executor must then accept new calls,
+        or raise ``BrokenExecutor`` from ``submit``, upon which anyexec shuts it down and
+        calls :meth:`open` for a fresh one. The default says this backend cannot: threads
+        cannot be stopped from outside.
         """
         raise Unsupported(
             f"backend {self.name!r} cannot stop running tasks; only pending ones can be "
@@ -251,12 +284,17 @@ class Backend(abc.ABC):
 
     def exit_codes(self, executor: cf.Executor | None) -> list[str]:
         """How workers of a broken ``executor`` ended (``EXIT(3)``, ``SIGKILL(-9)``), for
-        the WorkerLost message; empty where the backend cannot tell (or says it itself)."""
+        the WorkerLost message; empty where the backend cannot tell (or says it itself).
+
+        Called when a future failed with ``BrokenExecutor``; ``executor`` is the one in use
+        or the broken one just replaced, or None when anyexec holds neither."""
         return []
 
     def grow(self, executor: cf.Executor, workers: int) -> None:
         """Add (or, negative, remove) worker capacity; used when a timed-out task is
-        abandoned. Only called where :attr:`timeout_mode` is ``"abandon"``."""
+        abandoned. Only called where :attr:`timeout_mode` is ``"abandon"``: ``map`` calls
+        ``grow(executor, 1)`` when it abandons a call, and ``grow(executor, -1)`` once
+        that call has ended by itself."""
         raise Unsupported(f"backend {self.name!r} cannot change its worker count")
 
     def describe(self) -> str:
