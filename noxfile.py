@@ -167,7 +167,18 @@ def release(session: nox.Session) -> None:
     backends`` and the conformance suite on every backend from there."""
     session.install("build", "twine", "check-wheel-contents")
     version = Path("VERSION").read_text().strip()
+    root = Path.cwd()
     work = Path(tempfile.mkdtemp(prefix="anyexec-release-"))
+    try:
+        _release(session, version, root, work)
+    finally:
+        os.chdir(root)
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _release(session: nox.Session, version: str, root: Path, work: Path) -> None:
+    """The release session's steps, in ``work`` (a temporary folder outside the tree); the
+    checked distributions are copied to dist/ at the end."""
     dist = work / "dist"
     made = _plant_decoys()
     try:
@@ -233,4 +244,5 @@ def release(session: nox.Session) -> None:
         *session.posargs,
         external=True,
     )
-    session.log(f"release checks passed; the distributions are in {dist}")
+    shutil.copytree(dist, root / "dist", dirs_exist_ok=True)
+    session.log(f"release checks passed; the distributions are in {root / 'dist'}")
