@@ -257,6 +257,9 @@ class BenchResult:
                 )
         return out
 
+    def _best_speedup(self) -> float:
+        return max((m.speedup for m in self.measurements if m.results_match), default=0.0)
+
     def report(self) -> str:
         """What ``anyexec bench`` prints: the table, the legend, the verdicts, and what the
         run shows about anyexec itself."""
@@ -266,11 +269,15 @@ class BenchResult:
             parts += ["", "Verdicts", *[f"  {v}" for v in verdicts]]
         ran = sorted({m.backend for m in self.measurements})
         if len(ran) > 1:
+            example = next(
+                (m.backend for m in self.measurements if m.speedup == self._best_speedup()),
+                ran[0],
+            )
             parts += [
                 "",
                 f"The same call, anyexec.map(task, inputs), ran on {len(ran)} backends "
                 f"({', '.join(ran)}), chosen by configuration only: e.g. "
-                f"ANYEXEC_BACKEND={ran[0]} python your_script.py.",
+                f"ANYEXEC_BACKEND={example} python your_script.py.",
             ]
         return "\n".join(parts)
 
