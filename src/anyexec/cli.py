@@ -11,7 +11,7 @@ from pathlib import Path
 from anyexec import config, registry
 from anyexec.errors import AnyexecError
 
-__all__ = ["main"]
+__all__ = ["console_main", "main"]
 
 
 def _cmd_backends(args: argparse.Namespace) -> int:
@@ -75,10 +75,12 @@ class _VersionAction(argparse.Action):
 
 
 def _working_directory_on_path() -> None:
-    """Let ``module:function`` workloads come from the working directory, as with
-    ``python -m anyexec``: the console script's sys.path starts with its own folder, not
-    the working directory. PYTHONPATH carries it to worker processes started afterwards
-    (spawn, forkserver, loky, dask), which import the task's module by name."""
+    """Let ``bench --workload module:function`` find the module in the working directory,
+    as under ``python -m anyexec``: a console script's sys.path starts with the script's
+    own folder, not the working directory. PYTHONPATH carries it to the worker processes
+    started afterwards (spawn, forkserver, loky, dask), which import the task's module by
+    name. Only the console script calls this, never :func:`main`, so a program that calls
+    ``main`` keeps its own sys.path and environment."""
     cwd = os.getcwd()
     if "" in sys.path or cwd in sys.path:
         return
@@ -91,8 +93,6 @@ def _working_directory_on_path() -> None:
 def _cmd_bench(args: argparse.Namespace) -> int:
     from anyexec import bench
     from anyexec.workloads import get_workload
-
-    _working_directory_on_path()
 
     workers = (
         bench.parse_workers_list(args.workers)
@@ -264,6 +264,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("anyexec: interrupted", file=sys.stderr)
         return 130
+
+
+def console_main() -> int:
+    """The ``anyexec`` console script (``[project.scripts]``): :func:`main`, with the
+    working directory importable as under ``python -m anyexec``."""
+    _working_directory_on_path()
+    return main()
 
 
 if __name__ == "__main__":
