@@ -228,7 +228,18 @@ def test_verdict_says_stay_serial_when_overhead_exceeds_the_work() -> None:
 
 def test_verdict_says_stay_serial_when_nothing_gains() -> None:
     line = verdict(fake("thread", 2, 1.0, 1.0), fake("thread", 1, 1.0, 0.98))
-    assert line == "w: stay serial, no backend gained 10% over serial (best: thread, S 1.02)"
+    assert line == (
+        "w: stay serial, no backend is clearly faster (best: thread, S 1.02; a gain must reach 1.1)"
+    )
+
+
+def test_verdict_needs_the_gain_against_the_faster_serial_runs() -> None:
+    """A few slow serial runs raise the median Ts: S 1.25, but only 1.0 against the
+    faster quartile, so it is no gain."""
+    m = fake("process", 2, 1.0, 0.8)
+    m.serial_times = [0.8, 0.8, 0.8, 1.0, 1.0, 1.0, 1.0, 1.3, 1.3]
+    assert m.speedup == pytest.approx(1.25)
+    assert verdict(m).startswith("w: stay serial, no backend is clearly faster (best: process")
 
 
 def test_verdict_warns_about_noisy_serial_runs() -> None:
