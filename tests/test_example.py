@@ -42,3 +42,14 @@ def test_pipeline_gives_the_serial_results_on_every_backend(
     if backend not in registry.names():
         pytest.skip(f"{backend} is not installed")
     assert run_example(backend) == (backend, serial_results)
+
+
+def test_readme_shows_the_results_the_example_gives(serial_results: str) -> None:
+    """The README's three runs print what the example prints today."""
+    readme = (EXAMPLE.parent.parent / "README.md").read_text()
+    shown = re.findall(r"^(\w+): (sum \d+, best \d+) in \d+\.\d\d s$", readme, re.M)
+    commands = re.findall(
+        r"^\$ time ANYEXEC_BACKEND=(\w+) python examples/pipeline\.py$", readme, re.M
+    )
+    assert len(shown) == 3 and [b for b, _ in shown] == commands, (shown, commands)
+    assert {results for _, results in shown} == {serial_results}
