@@ -66,7 +66,8 @@ Legend (definitions: docs/measuring.md)
            within the run-to-run scatter of the timings it comes from (negative included)
   start s  seconds to start the pool and its workers, not counted in Tp
   ok       results identical to the serial ones\
-"""  #: Task sizes (pure-Python steps) swept by --granularity: about 15 µs to 15 ms per task.
+"""
+#: Task sizes (pure-Python steps) swept by --granularity: about 15 µs to 15 ms per task.
 GRANULARITY_SIZES = (250, 1_000, 4_000, 16_000, 64_000, 250_000)
 _VERSIONED = (
     "anyexec",
@@ -143,6 +144,10 @@ class MetgResult:
 
 @dataclass
 class BenchResult:
+    """What :func:`run_bench` measured: one Measurement per (backend, p, workload) row,
+    the rows that failed, METG per backend, and the machine. ``anyexec bench`` prints
+    :meth:`report` and writes :meth:`to_dict` (JSON), :meth:`csv` and :meth:`plot`."""
+
     measurements: list[Measurement] = field(default_factory=list)
     errors: list[dict[str, Any]] = field(default_factory=list)
     metg: list[MetgResult] = field(default_factory=list)
