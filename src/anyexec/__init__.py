@@ -36,6 +36,8 @@ if TYPE_CHECKING:
     from anyexec.registry import BackendInfo, backends
     from anyexec.tune import TuneResult, tune
 
+    __version__: str
+
 # The public names load on first use (PEP 562): a worker process that unpickles a task
 # imports only what the task needs (anyexec._worker.tasks), not the configuration and registry
 # machinery -- which made every new process worker pay ~0.1 s of imports.
@@ -72,6 +74,9 @@ _WHERE = {
 
 
 def __getattr__(name: str) -> Any:
+    if name == "__version__":
+        globals()[name] = value = _version()
+        return value
     where = _WHERE.get(name)
     if where is None:
         raise AttributeError(f"module 'anyexec' has no attribute {name!r}")
@@ -86,7 +91,17 @@ def __dir__() -> list[str]:
     return sorted(set(globals()) | set(_WHERE))
 
 
-__version__ = "0.1.0"
+def _version() -> str:
+    """The installed distribution's version; the one source is the file VERSION at the top
+    of the repository, which hatch writes into the metadata (read on first use only: worker
+    processes never pay for ``importlib.metadata``)."""
+    from importlib import metadata
+
+    try:
+        return metadata.version("anyexec")
+    except metadata.PackageNotFoundError:  # imported from a source tree that was not installed
+        return "0+unknown"
+
 
 __all__ = [
     "AnyexecError",

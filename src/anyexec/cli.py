@@ -1,8 +1,9 @@
-"""The ``anyexec`` command: ``backends``, ``config``, ``bench`` and ``tune``."""
+"""The ``anyexec`` command: ``backends``, ``config``, ``bench``, ``tune`` and ``--version``."""
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -10,7 +11,7 @@ from pathlib import Path
 from anyexec import config, registry
 from anyexec.errors import AnyexecError
 
-__all__ = ["main"]
+__all__ = ["console_main", "main"]
 
 
 def _cmd_backends(args: argparse.Namespace) -> int:
@@ -58,6 +59,50 @@ def _cmd_config(args: argparse.Namespace) -> int:
     return 0
 
 
+def _version_text() -> str:
+    """What ``anyexec --version`` prints: anyexec's version, then every distribution that
+    registers backends, with its version and the backends it provides. Reads entry points
+    only: no backend is imported."""
+    import platform
+
+    from anyexec import __version__
+
+    by_dist: dict[tuple[str, str], list[str]] = {}
+    for name, ep in registry._REGISTRY.entry_points().items():
+        by_dist.setdefault(registry._dist_of(ep), []).append(name)
+    lines = [f"anyexec {__version__} (Python {platform.python_version()})"]
+    for (dist, version), names in sorted(by_dist.items()):
+        lines.append(f"  {dist} {version}: {', '.join(sorted(names))}")
+    return "\n".join(lines)
+
+
+class _VersionAction(argparse.Action):
+    """``--version``, computed when asked for (argparse's own takes a fixed string)."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: object) -> None:
+        super().__init__(option_strings, dest, nargs=0, help="show versions and exit")
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: object) -> None:
+        print(_version_text())
+        parser.exit()
+
+
+def _working_directory_on_path() -> None:
+    """Let ``bench --workload module:function`` find the module in the working directory,
+    as under ``python -m anyexec``: a console script's sys.path starts with the script's
+    own folder, not the working directory. PYTHONPATH carries it to the worker processes
+    started afterwards (spawn, forkserver, loky, dask), which import the task's module by
+    name. Only the console script calls this, never :func:`main`, so a program that calls
+    ``main`` keeps its own sys.path and environment."""
+    cwd = os.getcwd()
+    if "" in sys.path or cwd in sys.path:
+        return
+    sys.path.insert(0, cwd)
+    os.environ["PYTHONPATH"] = os.pathsep.join(
+        [cwd, *([os.environ["PYTHONPATH"]] if os.environ.get("PYTHONPATH") else [])]
+    )
+
+
 def _cmd_bench(args: argparse.Namespace) -> int:
     from anyexec import bench
     from anyexec.workloads import get_workload
@@ -77,13 +122,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     for path, flag in ((args.json, "--json"), (args.csv, "--csv"), (args.plot, "--plot")):
         if path is not None:
             bench.check_writable(path, flag)
-    if args.plot is not None:
-        try:
-            import matplotlib  # noqa: F401
-        except ImportError:
-            raise AnyexecError(
-                "--plot needs matplotlib. Install it with: pip install 'anyexec[plot]'"
-            ) from None
+    plot, plot_note = _plot_path(args)
     steps = sum(
         len({min(p, registry.get(b).max_workers or p) for p in workers}) for b in backends
     ) * len(workloads) + (len(backends) if args.granularity else 0)
@@ -99,17 +138,49 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         on_step=(lambda what: _step(bar, what)),
     )
     _step(bar, None)
-    print(result.table())
+    print(result.report())
+    print()
     if args.json is not None:
         bench.write_json(result, args.json)
         print(f"wrote {args.json}")
     if args.csv is not None:
         args.csv.write_text(result.csv())
         print(f"wrote {args.csv}")
-    if args.plot is not None:
-        result.plot(args.plot)
-        print(f"wrote {args.plot}")
+    if plot is not None and result.measurements:
+        result.plot(plot)
+        print(f"wrote {plot} (speedup against workers)")
+    elif plot_note:
+        print(plot_note)
     return 1 if result.errors else 0
+
+
+def _plot_path(args: argparse.Namespace) -> tuple[Path | None, str | None]:
+    """Where to draw the speedup plot, or None and why not. ``--plot PATH`` needs
+    matplotlib; without ``--plot`` the plot goes to bench.DEFAULT_PLOT when matplotlib is
+    installed, and ``--no-plot`` turns it off."""
+    from anyexec import bench
+
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        if args.plot is not None:
+            raise AnyexecError(
+                "--plot needs matplotlib. Install it with: pip install 'anyexec[plot]'"
+            ) from None
+        if args.no_plot:
+            return None, None
+        return None, "no plot: matplotlib is not installed (pip install 'anyexec[plot]')"
+    if args.no_plot:
+        return None, None
+    if args.plot is not None:
+        return args.plot, None
+    path = Path(bench.DEFAULT_PLOT)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        bench.check_writable(path, "the plot")
+    except (OSError, AnyexecError) as exc:
+        return None, f"no plot: cannot write {path} ({exc}); choose a path with --plot"
+    return path, None
 
 
 class _Bar:
@@ -151,6 +222,7 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="anyexec", description="One map/submit interface over every parallel backend."
     )
+    parser.add_argument("--version", action=_VersionAction)
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("backends", help="list installed backends and whether each loads")
     c = sub.add_parser("config", help="show the resolved backend and where each value came from")
@@ -163,13 +235,17 @@ def _parser() -> argparse.ArgumentParser:
     )
     _tune_parser(sub)
     b = sub.add_parser("bench", help="measure speedup: backends × workers × workloads")
-    b.add_argument("--backend", "-b", help="comma-separated backends (default: every installed)")
+    b.add_argument(
+        "--backend",
+        "-b",
+        help="comma-separated backends (default: every installed one but serial, the baseline)",
+    )
     b.add_argument("--workers", "-p", help="comma-separated worker counts (default: 1,CPUs)")
     b.add_argument(
         "--workload",
         "-w",
-        help="comma-separated: cpu, numpy, io, tiny, async or module:function "
-        "(default: cpu,io,tiny)",
+        help="comma-separated: cpu, numpy, io, tiny, async or module:function, "
+        "found from the working directory (default: cpu,io,tiny)",
     )
     b.add_argument("--inputs", help="for module:function: a task count or a JSON list file")
     b.add_argument("--tasks", "-n", type=int, help="tasks per run (default: per workload)")
@@ -182,7 +258,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     b.add_argument("--json", type=Path, help="write results and machine info as JSON")
     b.add_argument("--csv", type=Path, help="write results as CSV")
-    b.add_argument("--plot", type=Path, help="draw speedup against workers (PNG)")
+    b.add_argument(
+        "--plot",
+        type=Path,
+        help="draw speedup against workers (PNG; default with matplotlib installed: "
+        "bench-results/speedup.png)",
+    )
+    b.add_argument("--no-plot", action="store_true", help="draw no plot")
     b.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     return parser
 
@@ -224,6 +306,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("anyexec: interrupted", file=sys.stderr)
         return 130
+
+
+def console_main() -> int:
+    """The ``anyexec`` console script (``[project.scripts]``): :func:`main`, with the
+    working directory importable as under ``python -m anyexec``."""
+    _working_directory_on_path()
+    return main()
 
 
 if __name__ == "__main__":

@@ -31,10 +31,15 @@ __all__ = ["GROUP", "BackendInfo", "backends", "core_names", "get", "installed",
 
 GROUP = "anyexec.backends"
 
-#: Backends we know of that live in their own distributions: how to install each.
+#: Backends we know of that live in their own distributions: how to install each, from the
+#: package index (the extra pins the backend to this anyexec's version) and from a clone of
+#: the repository, where each backend's distribution is a folder under backends/.
 KNOWN: dict[str, str] = {
-    "loky": "pip install 'anyexec[loky]'  (or: pip install anyexec-loky)",
-    "dask": "pip install 'anyexec[dask]'  (or: pip install anyexec-dask)",
+    name: (
+        f"pip install 'anyexec[{name}]' (from the package index), "
+        f"or pip install -e backends/anyexec-{name} (from a clone of the anyexec repository)"
+    )
+    for name in ("loky", "dask")
 }
 
 _CORE_DIST = "anyexec"
