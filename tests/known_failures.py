@@ -8,29 +8,15 @@ docs, and ``test_conformance_can_fail.py``.
 
 from __future__ import annotations
 
-import sys
-
 import pytest
 
 #: (check, a parameter it must have or None, affected backends ("*": all), the cause).
 KNOWN_FAILURES: list[tuple[str, str | None, tuple[str, ...], str]] = [
     (
-        "test_plain_function_task_timeout",
-        "amap",
-        ("thread", "asyncio"),
-        "amap ignores task_timeout where calls are abandoned (thread, asyncio); map honours it",
-    ),
-    (
         "test_running_call_cannot_be_cancelled",
         None,
         ("asyncio", "dask"),
         "futures of running calls say running() is False, and cancel() returns True",
-    ),
-    (
-        "test_unpicklable_raises",
-        "result",
-        ("process", "loky"),
-        "an unpicklable result is reported as 'could not send the function or an argument'",
     ),
     (
         "test_unpicklable_raises",
@@ -47,31 +33,6 @@ KNOWN_FAILURES: list[tuple[str, str | None, tuple[str, ...], str]] = [
         "mention pickling (the pickling error is its __cause__): not seen as UnpicklableError",
     ),
     (
-        "test_map_with_no_iterable_is_empty",
-        None,
-        ("*",),
-        "ex.map(fn) with no iterable raises TypeError instead of yielding nothing",
-    ),
-    (
-        "test_unbounded_map_submits_everything",
-        None,
-        ("*",),
-        "map(buffersize=None) does not submit everything at once: a map never iterated runs "
-        "only part of its input",
-    ),
-    (
-        "test_finished_future_releases_its_call",
-        None,
-        ("*",),
-        "a finished future keeps its function and arguments alive",
-    ),
-    (
-        "test_map_iterator_releases_results",
-        None,
-        ("*",),
-        "the map iterator keeps the result it yielded (and the rest of its chunk) alive",
-    ),
-    (
         "test_cancel_futures_spares_running_calls",
         None,
         ("asyncio", "dask"),
@@ -84,17 +45,6 @@ KNOWN_FAILURES: list[tuple[str, str | None, tuple[str, ...], str]] = [
         "shutdown(wait=False) cancels calls already submitted",
     ),
 ]
-
-if sys.version_info < (3, 11):
-    KNOWN_FAILURES.append(
-        (
-            "test_map_timeout",
-            None,
-            ("*",),
-            "on Python 3.10 map(timeout=) raises concurrent.futures.TimeoutError, which is "
-            "not the builtin TimeoutError there",
-        )
-    )
 
 
 def mark_known_failures(request: pytest.FixtureRequest, backend: str) -> None:

@@ -174,9 +174,18 @@ class Executor(cf.Executor):
         allow_oversubscribe: bool | None = None,
         **options: Any,
     ) -> None:
-        if max_workers is not None:  # what concurrent.futures users type
+        if max_workers is not None:  # what concurrent.futures users type, with its rule
             if workers is not None:
                 raise ConfigError("give workers= or its alias max_workers=, not both")
+            if (
+                isinstance(max_workers, int)
+                and not isinstance(max_workers, bool)
+                and max_workers <= 0
+            ):
+                raise ConfigError(
+                    f"argument max_workers={max_workers}: must be greater than 0, as in "
+                    f"concurrent.futures (workers=-1 means every usable CPU)"
+                )
             workers = max_workers
         if initializer is None and tuple(initargs):
             raise ConfigError("initargs= was given without initializer=")

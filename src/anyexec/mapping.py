@@ -402,7 +402,16 @@ class Results(itertools.chain):  # type: ignore[type-arg]
     _chunks: Iterator[Any]
 
     def close(self) -> None:
+        """Cancel what has not started; the iterator then yields nothing more (the chunk
+        it was delivering is dropped, already computed)."""
         self._chunks.close()  # type: ignore[attr-defined]
+        while True:  # drop what is left of the chunk being delivered
+            try:
+                for _ in self:
+                    pass
+                return
+            except Exception:  # a task's error, raised by the dropped chunk: ignored
+                continue
 
 
 def _popping(outcomes: list[Any]) -> Iterator[Any]:
