@@ -17,7 +17,9 @@ __all__ = [
     "loky_pool_unusable",
     "pool_processes",
     "process_pool_context",
+    "process_pool_forget_cancelled",
     "process_pool_pending",
+    "register_thread_exit",
     "thread_pool_add_workers",
     "update_worker_status_removal",
 ]
@@ -92,3 +94,28 @@ def update_worker_status_removal(cluster: Any, op: str, msg: Any) -> None:
     import distributed.deploy.cluster
 
     distributed.deploy.cluster.Cluster._update_worker_status(cluster, op, msg)  # type: ignore[no-untyped-call]
+
+
+def register_thread_exit(fn: Any) -> None:
+    """Run ``fn`` when ``threading._shutdown`` starts, before non-daemon threads are joined
+    and before any ``atexit`` function; hooks run last-registered first. It is how the
+    standard pools learn of interpreter exit (``concurrent.futures.thread._python_exit``).
+    CPython 3.10-3.13 ``threading._register_atexit``; raises RuntimeError once shutdown
+    began."""
+    import threading
+
+    threading._register_atexit(fn)  # type: ignore[attr-defined]
+
+
+def process_pool_forget_cancelled(executor: cf.Executor) -> None:
+    """Drop the cancelled futures from a ``ProcessPoolExecutor``'s pending work items
+    before its workers are terminated: on CPython 3.10 and 3.11 the pool then fails every
+    pending item with ``set_exception``, which raises ``InvalidStateError`` (a traceback
+    from the pool's thread) for a cancelled one. CPython 3.10-3.13: ``_pending_work_items``,
+    a dict id -> _WorkItem(.future), shared with the pool's manager thread (``dict.pop``
+    of one key is atomic)."""
+    items = getattr(executor, "_pending_work_items", None)
+    if isinstance(items, dict):
+        for key, item in list(items.items()):
+            if item.future.cancelled():
+                items.pop(key, None)

@@ -2,7 +2,9 @@
 
 A library deep in a pipeline calls ``anyexec.map(f, xs)``; the application decides the
 backend through ``using()``, the environment or the config file. One executor exists per
-distinct resolved configuration; it is reused and closed at interpreter exit.
+distinct resolved configuration; it is reused and closed at interpreter exit: after the
+work still queued on it ran, or, when the program ends on Ctrl-C, at once (its queued work
+cancelled and process workers terminated, see ``anyexec._exit``).
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import threading
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TypeVar
 
-from anyexec import config
+from anyexec import _exit, config
 from anyexec.contract import Backend
 from anyexec.executor import Executor
 
@@ -38,13 +40,29 @@ def current() -> Executor:
     return ex
 
 
-@atexit.register
-def _close_shared() -> None:
+def _take_shared() -> list[Executor]:
     with _lock:
         executors = list(_shared.values())
         _shared.clear()
-    for ex in executors:
+    return executors
+
+
+@atexit.register
+def _close_shared() -> None:
+    """At interpreter exit: close the shared executors, each after its running work."""
+    for ex in _take_shared():
         ex.shutdown(wait=True, cancel_futures=True)
+
+
+def _abort_shared() -> None:
+    """The program ends on Ctrl-C: cancel the shared executors' queued work and stop their
+    running work where the backend can, without waiting. Run by ``anyexec._exit`` before
+    the standard pools' exit hooks, which would otherwise run the whole queue first."""
+    for ex in _take_shared():
+        ex.abort()
+
+
+_exit.on_interrupt(_abort_shared)
 
 
 @contextlib.contextmanager
