@@ -19,6 +19,7 @@ anything. The thread and asyncio pools also wait here for the work submitted to 
 
 from __future__ import annotations
 
+import concurrent.futures.thread  # noqa: F401  (registers its exit hook before anyexec's)
 import sys
 import threading
 from collections.abc import Callable
@@ -96,7 +97,5 @@ def _run() -> None:
         except Exception as exc:  # one failing hook must not keep the others from running
             print(f"anyexec: error at interpreter exit in {fn!r}: {exc!r}", file=sys.stderr)
 
-
-import concurrent.futures.thread  # noqa: E402  (its exit hook first: ours runs before it)
 
 arm()

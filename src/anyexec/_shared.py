@@ -82,7 +82,7 @@ def reap_orphans(base: str | None = None) -> list[str]:
     exit handler). Returns the folders removed. A folder whose owner's pid was reused by a
     live process is kept until that process ends too."""
     base = base or _base()
-    removed = []
+    removed: list[str] = []
     try:
         names = os.listdir(base)
     except OSError:

@@ -9,7 +9,7 @@ single-threaded.
 from __future__ import annotations
 
 import concurrent.futures as cf
-import concurrent.futures.process
+import concurrent.futures.process  # noqa: F401  (registers its exit hook before anyexec's)
 import multiprocessing
 import os
 import signal
@@ -22,7 +22,6 @@ from anyexec._worker.processes import ExitCodes, init_worker, note_exit
 from anyexec.config import available_cpus
 from anyexec.contract import Backend, Option
 from anyexec.errors import ConfigError
-
 
 # The standard process pool's exit hook is registered by now; anyexec's must run before it.
 _exit.arm("process")
