@@ -323,8 +323,12 @@ class FaultChecks(Fixtures):
         import threading
 
         backend = _backend_of(executor)
-        stoppable = backend.timeout_mode != "none" or (
-            backend.crosses == "nothing" and threading.current_thread() is threading.main_thread()
+        stoppable = (
+            backend.timeout_mode != "none"
+            or (
+                backend.crosses == "nothing"
+                and threading.current_thread() is threading.main_thread()
+            )
         )
         if not stoppable:
             with pytest.raises(anyexec.ConfigError, match="task_timeout"):
