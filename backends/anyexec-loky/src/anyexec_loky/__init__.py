@@ -21,6 +21,7 @@ from collections.abc import Callable
 from typing import Any
 
 import loky
+from loky.backend.context import get_context
 
 from anyexec import Backend, Option, _compat, _exit
 from anyexec._worker.processes import watch_parent
@@ -118,7 +119,7 @@ class LokyBackend(Backend):
     def open(self, workers: int, **options: Any) -> cf.Executor:
         params: dict[str, Any] = {"max_workers": workers, "timeout": options.get("timeout", 300)}
         if "context" in options:
-            params["context"] = options["context"]
+            params["context"] = get_context(options["context"])
         if "env" in options:
             params["env"] = {str(k): str(v) for k, v in options["env"].items()}
         return LokyExecutor(**params)
