@@ -165,7 +165,7 @@ def test_killed_parent_leaves_nothing_behind(
     proc, folder = _start(backend, tmp_path, share=True)
     kids = _wait_for_work(proc, backend)
     names = sorted(" ".join(k.cmdline())[:60] for k in kids)
-    exited, gone, _ = _signal_and_measure(proc, sig, kids, tmp_path)
+    _, gone, _ = _signal_and_measure(proc, sig, kids, tmp_path)
     print(f"\n{backend}: {sig.name} -> descendants gone in {gone:.2f} s: {names}")
     assert proc.returncode == -sig
     # A signal runs no exit handler: the folder stays until the next anyexec process.
