@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TypeVar
 
 from anyexec import _exit, config
+from anyexec._worker import context as _context
 from anyexec.contract import Backend
 from anyexec.executor import Executor
 
@@ -71,8 +72,37 @@ def using(
 ) -> Iterator[Executor]:
     """Choose the backend for this block (nestable; each thread and async task sees its
     own). Yields the executor ``current()`` now returns. Errors show at entry."""
-    with config.push(config.using_layer(backend, workers, options)):
+    with config.push(config.using_layer(backend, workers, options)), _closed_in_worker():
         yield current()
+
+
+_users: dict[tuple[Any, ...], int] = {}
+
+
+@contextlib.contextmanager
+def _closed_in_worker() -> Iterator[None]:
+    """Inside a task (a worker), the executor a ``using()`` block selects is closed when
+    the last block using it ends, so a task leaves no pool behind in its worker: a pool
+    left open there would keep the worker, and the outer executor's shutdown, from ending.
+    Outside workers, shared executors live until interpreter exit."""
+    if not _context.IN_WORKER.get():
+        yield
+        return
+    key = config.resolve().key()
+    with _lock:
+        _users[key] = _users.get(key, 0) + 1
+    try:
+        yield
+    finally:
+        with _lock:
+            _users[key] -= 1
+            last = _users[key] == 0
+            ex = None
+            if last:
+                del _users[key]
+                ex = _shared.pop(key, None)
+        if ex is not None:
+            ex.shutdown(wait=True)
 
 
 def map(fn: Callable[..., T], *iterables: Iterable[Any], **kwargs: Any) -> Iterator[T]:

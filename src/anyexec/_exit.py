@@ -24,6 +24,8 @@ import sys
 import threading
 from collections.abc import Callable
 
+from anyexec._worker.context import IN_WORKER
+
 __all__ = ["arm", "at_exit", "begun", "check", "interrupted", "on_interrupt"]
 
 _lock = threading.Lock()
@@ -40,8 +42,9 @@ def begun() -> bool:
 
 def check() -> None:
     """Called by ``anyexec.Executor`` before it submits anything: after interpreter
-    shutdown began, refuse as ``concurrent.futures`` pools do."""
-    if _begun:
+    shutdown began, refuse as ``concurrent.futures`` pools do. A task still running then
+    (exit waits for it) may go on using nested calls, which run in its own worker."""
+    if _begun and not IN_WORKER.get():
         raise RuntimeError("cannot schedule new futures after interpreter shutdown")
 
 

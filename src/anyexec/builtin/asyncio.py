@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import threading
-import weakref
 from collections.abc import Callable
 from functools import partial
 from typing import Any
@@ -52,7 +51,7 @@ class PortalExecutor(cf.Executor):
         self._count = WorkCount()
         self._tasks: dict[cf.Future[Any], cf.Future[Any]] = {}  # ours -> the portal's
         self._shutdown = False
-        _PORTALS.add(self)
+        _track(self)
 
     async def _make_limiters(
         self, workers: int
@@ -178,7 +177,18 @@ class PortalExecutor(cf.Executor):
             self.shutdown(wait=True)
 
 
-_PORTALS: weakref.WeakSet[PortalExecutor] = weakref.WeakSet()
+#: Every pool that may still have work: interpreter exit waits for it. Held strongly, so
+#: that a pool closed with ``shutdown(wait=False)`` still runs its queue before exit.
+_PORTALS: set[PortalExecutor] = set()
+_portals_lock = threading.Lock()
+
+
+def _track(pool: PortalExecutor) -> None:
+    """Add ``pool``; drop the pools that are closed and have nothing left to run."""
+    with _portals_lock:
+        for old in [p for p in _PORTALS if p._shutdown and p._count.idle()]:
+            _PORTALS.discard(old)
+        _PORTALS.add(pool)
 
 
 def _close_portals() -> None:

@@ -15,7 +15,6 @@ from __future__ import annotations
 import concurrent.futures as cf
 import queue
 import threading
-import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -57,6 +56,11 @@ class WorkCount:
         with self.cond:
             self.abandoned = max(0, self.abandoned + workers)
             self.cond.notify_all()
+
+    def idle(self) -> bool:
+        """Nothing submitted is left, abandoned calls included."""
+        with self.cond:
+            return self.outstanding == 0
 
     def detached(self) -> int:
         """Abandoned calls still running."""
@@ -114,9 +118,7 @@ class ThreadPool(cf.Executor):
         self._threads: list[threading.Thread] = []
         self._lock = threading.Lock()
         self._shutdown = False
-        _POOLS.add(self)
-        # Dropped without shutdown: the threads end once the queue is done.
-        weakref.finalize(self, self._work.put, None)
+        _track(self)
 
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> cf.Future[Any]:
         with self._lock:
@@ -177,7 +179,18 @@ class ThreadPool(cf.Executor):
         self.shutdown(wait=not interrupted, cancel_futures=interrupted)
 
 
-_POOLS: weakref.WeakSet[ThreadPool] = weakref.WeakSet()
+#: Every pool that may still have work: interpreter exit waits for it. Held strongly, so
+#: that a pool closed with ``shutdown(wait=False)`` still runs its queue before exit.
+_POOLS: set[ThreadPool] = set()
+_pools_lock = threading.Lock()
+
+
+def _track(pool: ThreadPool) -> None:
+    """Add ``pool``; drop the pools that are closed and have nothing left to run."""
+    with _pools_lock:
+        for old in [p for p in _POOLS if p._shutdown and p._count.idle()]:
+            _POOLS.discard(old)
+        _POOLS.add(pool)
 
 
 def _close_pools() -> None:
