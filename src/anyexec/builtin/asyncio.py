@@ -162,9 +162,7 @@ class PortalExecutor(cf.Executor):
         if wait and not self._count.detached():
             self._cm.__exit__(None, None, None)
         else:  # the loop ends once the calls still running (abandoned ones) are done
-            threading.Thread(
-                target=self._cm.__exit__, args=(None, None, None), daemon=True
-            ).start()
+            threading.Thread(target=self._cm.__exit__, args=(None, None, None), daemon=True).start()
 
     def _at_exit(self, interrupted: bool) -> None:
         """Interpreter exit: run what was submitted (not the abandoned calls), as the
