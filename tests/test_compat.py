@@ -37,10 +37,39 @@ def test_process_pool_internals() -> None:
     assert _compat.process_pool_pending(cf.ThreadPoolExecutor(1)) == []
 
 
-def test_thread_pool_cap() -> None:
-    with cf.ThreadPoolExecutor(1) as pool:
-        _compat.thread_pool_add_workers(pool, 1)
-        assert pool._max_workers == 2
+def test_thread_exit_hooks_run_last_registered_first() -> None:
+    import threading
+
+    assert callable(threading._register_atexit)
+    assert isinstance(threading._threading_atexits, list)  # run reversed by _shutdown
+    ran: list[int] = []
+    _compat.register_thread_exit(lambda: ran.append(1))
+    threading._threading_atexits[-1]()  # what threading._shutdown does with it
+    assert ran == [1]
+    threading._threading_atexits.pop()  # not at this test run's exit
+
+
+def test_process_pool_forget_cancelled() -> None:
+    import time
+
+    ctx = multiprocessing.get_context("spawn")
+    with cf.ProcessPoolExecutor(1, mp_context=ctx) as pool:
+        pool.submit(int).result(timeout=60)
+        busy = pool.submit(time.sleep, 1)
+        queued = [pool.submit(int) for _ in range(5)]
+        cancelled = [f for f in queued if f.cancel()]
+        assert cancelled  # some were still in the pool's own queue
+        _compat.process_pool_forget_cancelled(pool)
+        left = [w.future for w in pool._pending_work_items.values()]
+        assert busy in left and not any(f in left for f in cancelled)
+        for fut in left:
+            if fut is not busy:
+                assert fut.cancelled()
+                fut.set_exception(RuntimeError("the pool broke"))  # ignored, no error
+        done, _ = cf.wait(cancelled, timeout=0)
+        assert set(done) == set(cancelled)  # their waiters were told
+        assert busy.result(timeout=60) is None  # the pool still works
+        assert pool.submit(int).result(timeout=60) == 0
 
 
 def test_forkserver_preload_list() -> None:

@@ -3,6 +3,7 @@ kill_running, Ctrl-C, and open/close cycles that leak nothing."""
 
 from __future__ import annotations
 
+import concurrent.futures as cf
 import os
 import signal
 import subprocess
@@ -293,3 +294,181 @@ def test_open_close_cycles_leak_nothing(backend: str, leak_check: Any) -> None:
             ex.submit(tasks.square, 2).result(timeout=120)
 
     leak_check(cycle, CYCLES[backend])
+
+
+# -- calls abandoned past task_timeout (thread, asyncio) ---------------------------------
+
+
+def _abandoned_now(expected: int, timeout: float = 60) -> int:
+    """``abandoned_threads()``, once it settles at ``expected`` (or after ``timeout``)."""
+    from anyexec.contract import abandoned_threads
+
+    deadline = time.monotonic() + timeout
+    while abandoned_threads() != expected and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return abandoned_threads()
+
+
+@pytest.mark.parametrize("backend", ["thread", "asyncio"])
+def test_closing_never_waits_for_abandoned_calls(backend: str) -> None:
+    import threading
+
+    release = threading.Event()
+
+    def hang_on_0(x: int) -> int:
+        if x == 0:
+            release.wait(120)
+        return x
+
+    try:
+        with anyexec.Executor(backend, workers=2) as ex:
+            out = list(ex.map(hang_on_0, range(4), task_timeout=0.5, return_exceptions=True))
+        # The block was left while the abandoned call still waits for `release`.
+        assert isinstance(out[0], anyexec.TaskTimeout) and out[1:] == [1, 2, 3]
+        assert _abandoned_now(1) == 1
+    finally:
+        release.set()
+    assert _abandoned_now(0) == 0
+
+
+def test_asyncio_capacity_comes_back_after_an_abandoned_call() -> None:
+    """The abandoned call's capacity is given back from the event-loop thread (a done
+    callback there): the loop's limiter returns to its worker count."""
+    from anyexec.builtin.asyncio import PortalExecutor
+
+    pool = PortalExecutor(2)
+    try:
+        fut = pool.submit(tasks.sleep_then, 0.5)
+        pool.grow(1)  # as map does when it abandons `fut`
+        assert pool._limiter.total_tokens == 3 and pool._slots.total_tokens == 3
+        fut.add_done_callback(lambda _: pool.grow(-1))  # runs on the loop thread
+        fut.result(timeout=60)
+        deadline = time.monotonic() + 30
+        while pool._limiter.total_tokens != 2 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert pool._limiter.total_tokens == 2 and pool._slots.total_tokens == 2
+    finally:
+        pool.shutdown()
+
+
+EXIT_SCRIPT = """
+import functools
+import anyexec
+from anyexec.testing import tasks
+
+if __name__ == "__main__":
+    hang = functools.partial(tasks.slow_on, seconds=300)  # item 0 runs 300 s
+    out = list(anyexec.map(hang, range(4), task_timeout=1, return_exceptions=True))
+    print(type(out[0]).__name__, out[1:], anyexec.contract.abandoned_threads(), flush=True)
+"""
+
+
+@pytest.mark.parametrize("backend", ["thread", "asyncio"])
+def test_interpreter_exit_never_waits_for_abandoned_calls(backend: str, tmp_path: Path) -> None:
+    """Item 0 runs 300 s: the program must end long before."""
+    script = tmp_path / "prog.py"
+    script.write_text(EXIT_SCRIPT)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ANYEXEC_")}
+    env.update(ANYEXEC_BACKEND=backend, ANYEXEC_WORKERS="2")
+    done = subprocess.run(
+        [sys.executable, str(script)],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=env,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["TaskTimeout", "[1,", "2,", "3]", "1"], done.stdout
+
+
+# -- standard futures on asyncio, and the interpreter's end ------------------------------
+
+
+def test_asyncio_futures_are_standard() -> None:
+    import threading
+
+    release = threading.Event()
+    with anyexec.Executor("asyncio", workers=1) as ex:
+        running = ex.submit(release.wait, 60)
+        queued = ex.submit(tasks.square, 3)
+        deadline = time.monotonic() + 60
+        while not running.running() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert running.running() and not queued.running()
+        assert not running.cancel()  # a running call cannot be cancelled ...
+        assert queued.cancel() and queued.cancelled()  # ... one waiting for a worker can
+        done, _ = cf.wait([queued], timeout=30)  # and its waiters are told
+        assert queued in done
+        again = ex.submit(tasks.square, 4)
+        ex.shutdown(wait=False, cancel_futures=True)
+        assert again.cancelled() and not running.cancelled() and running.running()
+        release.set()
+        assert running.result(timeout=60) is True  # ... and it went on to the end
+
+
+SUBMIT_AT_EXIT = """
+import atexit, sys
+import anyexec
+
+ex = anyexec.Executor(sys.argv[1], workers=1)
+ex.submit(abs, -1).result()
+late = ex.submit(print, "submitted before exit: ran", flush=True)  # never waited for
+
+def at_exit():
+    try:
+        ex.submit(print, "ran after shutdown")
+    except RuntimeError as exc:
+        print("refused:", exc, flush=True)
+
+atexit.register(at_exit)
+if sys.argv[2] == "shutdown":
+    ex.shutdown(wait=False)
+"""
+
+
+@pytest.mark.parametrize("how", ["exit", "shutdown"])
+@pytest.mark.parametrize("backend", ["serial", "thread", "asyncio"])
+def test_interpreter_exit_runs_submitted_work_then_refuses_more(
+    backend: str, how: str, tmp_path: Path
+) -> None:
+    script = tmp_path / "prog.py"
+    script.write_text(SUBMIT_AT_EXIT)
+    done = subprocess.run(
+        [sys.executable, str(script), backend, how],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "submitted before exit: ran" in done.stdout, done.stdout + done.stderr
+    if how == "exit":
+        assert "refused: cannot schedule new futures after interpreter shutdown" in done.stdout
+    assert "ran after shutdown" not in done.stdout and "Traceback" not in done.stderr
+
+
+NESTED = """
+import anyexec
+
+def inner(x):
+    with anyexec.using("process", workers=2):
+        return sum(anyexec.map(abs, range(x)))
+
+if __name__ == "__main__":
+    with anyexec.Executor("process", workers=2) as ex:
+        print(list(ex.map(inner, [3, 4, 5, 6])), flush=True)
+    print("closed", flush=True)
+"""
+
+
+@pytest.mark.slow
+def test_a_pool_nested_in_a_process_task_is_closed_with_the_task(tmp_path: Path) -> None:
+    script = tmp_path / "prog.py"
+    script.write_text(NESTED)
+    for _ in range(2):
+        done = subprocess.run(
+            [sys.executable, str(script)], capture_output=True, text=True, cwd=tmp_path, timeout=120
+        )
+        assert done.stdout.split("\n")[:2] == ["[3, 6, 10, 15]", "closed"], done.stderr
+        assert "Traceback" not in done.stderr, done.stderr

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 pytest.importorskip("anyexec_loky")
@@ -66,3 +68,38 @@ def test_worker_crash_is_a_clear_error_and_the_executor_recovers(
     with pytest.raises(anyexec.WorkerLost, match="'loky'"):
         list(ex.map(task, range(4)))  # type: ignore[arg-type]
     assert list(ex.map(tasks.square, range(5))) == [0, 1, 4, 9, 16]
+
+
+def _running(fut: object, timeout: float = 60) -> None:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not fut.running() and time.monotonic() < deadline:  # type: ignore[attr-defined]
+        time.sleep(0.02)
+
+
+def test_each_executor_owns_its_pool() -> None:
+    """kill_running and shutdown of one loky Executor never touch another's tasks."""
+    a = anyexec.Executor("loky", workers=1)
+    b = anyexec.Executor("loky", workers=1)
+    try:
+        pid_a = a.submit(os.getpid).result(timeout=60)
+        pid_b = b.submit(os.getpid).result(timeout=60)
+        assert pid_a != pid_b
+        slow = a.submit(tasks.sleep_then, 1.0, "a survived")
+        doomed = b.submit(tasks.sleep_then, 60)
+        _running(slow)
+        _running(doomed)
+        b.kill_running()
+        with pytest.raises(anyexec.WorkerLost, match="'loky'"):
+            doomed.result(timeout=60)
+        assert slow.result(timeout=60) == "a survived"
+        assert a.submit(os.getpid).result(timeout=60) == pid_a  # a's worker untouched
+        assert b.submit(tasks.square, 3).result(timeout=60) == 9  # b starts afresh
+        long = a.submit(tasks.sleep_then, 60)
+        _running(long)
+        b.shutdown(wait=True)  # returns without waiting for a's task
+        assert not long.done()
+    finally:
+        a.abort()
+        b.abort()

@@ -96,3 +96,45 @@ def test_process_workers_hold_blas_to_their_share_of_cpus() -> None:
     with anyexec.Executor("process", workers=2) as ex:
         got = ex.submit(getenv, "OMP_NUM_THREADS").result(timeout=60)
     assert got == str(max(1, available_cpus() // 2))
+
+
+def test_files_are_private_whatever_the_umask() -> None:
+    old = os.umask(0)
+    try:
+        made = anyexec.shared_array(BIG)
+        store = _shared.SharedStore()
+        shared = store.share([(np.ones(BIG),)])
+    finally:
+        os.umask(old)
+    assert shared is not None
+    (handle,), keys = shared[0][0], shared[1]
+    for path in (made.filename, handle.path):
+        assert os.stat(path).st_mode & 0o777 == 0o600, oct(os.stat(path).st_mode)
+    assert os.stat(_shared.shared_dir()).st_mode & 0o777 == 0o700
+    store.release(keys)
+
+
+def test_folders_of_dead_owners_are_reaped(tmp_path: object) -> None:
+    import subprocess
+    import sys
+
+    # A real process that dies by SIGKILL, leaving its folder and an array file behind.
+    child = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time; from anyexec import _shared; a = _shared.shared_array(10); "
+            "print(_shared.shared_dir(), flush=True); time.sleep(300)",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert child.stdout is not None
+    left = child.stdout.readline().strip()
+    child.kill()
+    child.wait(timeout=60)
+    assert os.listdir(left)  # the array file stayed behind
+    mine = _shared.shared_dir()
+    removed = _shared.reap_orphans(os.path.dirname(left))
+    assert left in removed and not os.path.exists(left)
+    assert os.path.isdir(mine)  # a live owner's folder (ours) is kept

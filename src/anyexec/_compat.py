@@ -9,6 +9,7 @@ handed in by the backend that owns them.
 from __future__ import annotations
 
 import concurrent.futures as cf
+import contextlib
 from typing import Any
 
 __all__ = [
@@ -17,8 +18,9 @@ __all__ = [
     "loky_pool_unusable",
     "pool_processes",
     "process_pool_context",
+    "process_pool_forget_cancelled",
     "process_pool_pending",
-    "thread_pool_add_workers",
+    "register_thread_exit",
     "update_worker_status_removal",
 ]
 
@@ -60,13 +62,6 @@ def process_pool_pending(executor: cf.Executor) -> list[cf.Future[Any]]:
     return []
 
 
-def thread_pool_add_workers(executor: cf.ThreadPoolExecutor, workers: int) -> None:
-    """Raise (or lower) a ``ThreadPoolExecutor``'s thread cap: it starts a thread on submit
-    while it has fewer than ``_max_workers`` (CPython 3.10-3.13), so raising the cap
-    replaces a thread abandoned to a task past its ``task_timeout``."""
-    executor._max_workers += workers  # type: ignore[attr-defined]
-
-
 def forkserver_preload() -> list[str]:
     """The modules the forkserver will preload (set by ``set_forkserver_preload``).
     CPython 3.10-3.13 ``multiprocessing.forkserver._forkserver._preload_modules``."""
@@ -79,8 +74,8 @@ def forkserver_preload() -> list[str]:
 
 
 def loky_pool_unusable(pool: Any) -> bool:
-    """Whether loky's reusable executor broke (a worker died) or was shut down, so a new
-    one must be asked for. loky 3.4-3.7: ``_flags.broken``, ``_flags.shutdown``."""
+    """Whether a loky pool broke (a worker died) or was shut down, so a new one must be
+    started. loky 3.4-3.7: ``_flags.broken``, ``_flags.shutdown``."""
     flags = pool._flags
     return bool(flags.broken or flags.shutdown)
 
@@ -92,3 +87,43 @@ def update_worker_status_removal(cluster: Any, op: str, msg: Any) -> None:
     import distributed.deploy.cluster
 
     distributed.deploy.cluster.Cluster._update_worker_status(cluster, op, msg)  # type: ignore[no-untyped-call]
+
+
+def register_thread_exit(fn: Any) -> None:
+    """Run ``fn`` when ``threading._shutdown`` starts, before non-daemon threads are joined
+    and before any ``atexit`` function; hooks run last-registered first. It is how the
+    standard pools learn of interpreter exit (``concurrent.futures.thread._python_exit``).
+    CPython 3.10-3.13 ``threading._register_atexit``; raises RuntimeError once shutdown
+    began."""
+    import threading
+
+    threading._register_atexit(fn)  # type: ignore[attr-defined]
+
+
+class _Forgotten(cf.Future):  # type: ignore[type-arg]
+    """Stands in for a cancelled future in a pool's work item: already cancelled, and
+    deaf to the ``set_exception`` a broken pool sends every pending item."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.cancel()
+
+    def set_exception(self, exception: BaseException | None) -> None:
+        pass
+
+
+def process_pool_forget_cancelled(executor: cf.Executor) -> None:
+    """Before a ``ProcessPoolExecutor``'s workers are terminated: on CPython 3.10 and 3.11
+    the broken pool then calls ``set_exception`` on every pending item's future, which
+    raises ``InvalidStateError`` (a traceback from the pool's thread) for a cancelled one.
+    Each cancelled future's waiters are told now, and the work item gets a stand-in the
+    pool may dequeue or fail without harm. CPython 3.10-3.13: ``_pending_work_items``, a
+    dict id -> _WorkItem whose ``future`` attribute the pool's thread reads."""
+    items = getattr(executor, "_pending_work_items", None)
+    if isinstance(items, dict):
+        for item in list(items.values()):
+            fut = item.future
+            if fut.cancelled() and not isinstance(fut, _Forgotten):
+                with contextlib.suppress(RuntimeError):  # already told
+                    fut.set_running_or_notify_cancel()
+                item.future = _Forgotten()

@@ -2,7 +2,9 @@
 
 A library deep in a pipeline calls ``anyexec.map(f, xs)``; the application decides the
 backend through ``using()``, the environment or the config file. One executor exists per
-distinct resolved configuration; it is reused and closed at interpreter exit.
+distinct resolved configuration; it is reused and closed at interpreter exit: after the
+work still queued on it ran, or, when the program ends on Ctrl-C, at once (its queued work
+cancelled and process workers terminated, see ``anyexec._exit``).
 """
 
 from __future__ import annotations
@@ -13,7 +15,8 @@ import threading
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from anyexec import config
+from anyexec import _exit, config
+from anyexec._worker import context as _context
 from anyexec.contract import Backend
 from anyexec.executor import Executor
 from anyexec.mapping import MapOptions
@@ -47,13 +50,29 @@ def current(*, require: str | None = None, prefer: str | None = None) -> Executo
     return ex
 
 
-@atexit.register
-def _close_shared() -> None:
+def _take_shared() -> list[Executor]:
     with _lock:
         executors = list(_shared.values())
         _shared.clear()
-    for ex in executors:
+    return executors
+
+
+@atexit.register
+def _close_shared() -> None:
+    """At interpreter exit: close the shared executors, each after its running work."""
+    for ex in _take_shared():
         ex.shutdown(wait=True, cancel_futures=True)
+
+
+def _abort_shared() -> None:
+    """The program ends on Ctrl-C: cancel the shared executors' queued work and stop their
+    running work where the backend can, without waiting. Run by ``anyexec._exit`` before
+    the standard pools' exit hooks, which would otherwise run the whole queue first."""
+    for ex in _take_shared():
+        ex.abort()
+
+
+_exit.on_interrupt(_abort_shared)
 
 
 @contextlib.contextmanager
@@ -84,8 +103,37 @@ def using(
         initializer=initializer,
         initargs=None if initargs is None else tuple(initargs),
     )
-    with config.push(layer):
+    with config.push(layer), _closed_in_worker():
         yield current()
+
+
+_users: dict[tuple[Any, ...], int] = {}
+
+
+@contextlib.contextmanager
+def _closed_in_worker() -> Iterator[None]:
+    """Inside a task (a worker), the executor a ``using()`` block selects is closed when
+    the last block using it ends, so a task leaves no pool behind in its worker: a pool
+    left open there would keep the worker, and the outer executor's shutdown, from ending.
+    Outside workers, shared executors live until interpreter exit."""
+    if not _context.IN_WORKER.get():
+        yield
+        return
+    key = config.resolve().key()
+    with _lock:
+        _users[key] = _users.get(key, 0) + 1
+    try:
+        yield
+    finally:
+        with _lock:
+            _users[key] -= 1
+            last = _users[key] == 0
+            ex = None
+            if last:
+                del _users[key]
+                ex = _shared.pop(key, None)
+        if ex is not None:
+            ex.shutdown(wait=True)
 
 
 def map(

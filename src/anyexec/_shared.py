@@ -7,12 +7,18 @@ data in place and may even write to its view without affecting anyone. This is j
 memmapping idea, done per map call: the file is removed as soon as every chunk that uses it
 has finished -- succeeded, failed, been cancelled, or lost its worker -- and the folder at
 interpreter exit, so nothing is left in ``/dev/shm``.
+
+A process killed by a signal runs no exit handler, so its folder stays. The folder's name
+holds its owner's pid: the next anyexec process that shares an array removes every folder of
+the same user whose owner is dead (:func:`reap_orphans`). Every file is created 0600 in a
+0700 folder, whatever the umask: only the user who ran the program can read the data.
 """
 
 from __future__ import annotations
 
 import atexit
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -23,7 +29,14 @@ from typing import Any
 from anyexec._worker.args import Args
 from anyexec._worker.arrays import SharedArray
 
-__all__ = ["THRESHOLD", "SharedArray", "SharedStore", "shared_array", "shared_dir"]
+__all__ = [
+    "THRESHOLD",
+    "SharedArray",
+    "SharedStore",
+    "reap_orphans",
+    "shared_array",
+    "shared_dir",
+]
 
 #: Arrays at least this large (bytes) are shared rather than pickled.
 THRESHOLD = 1 << 20
@@ -31,17 +44,71 @@ THRESHOLD = 1 << 20
 _dir_lock = threading.Lock()
 _dir: str | None = None
 
+#: Folder names: ``anyexec-<owner pid>-<8 hex digits>``.
+_NAME = re.compile(r"anyexec-(\d+)-[0-9a-f]{8}")
+
+
+def _base() -> str:
+    return "/dev/shm" if os.access("/dev/shm", os.W_OK) else tempfile.gettempdir()
+
 
 def shared_dir() -> str:
-    """This process's folder for shared arrays (created on first use, removed at exit)."""
+    """This process's folder for shared arrays (created on first use, removed at exit).
+    Creating it first removes the folders that killed anyexec processes left behind."""
     global _dir
     with _dir_lock:
         if _dir is None:
-            base = "/dev/shm" if os.access("/dev/shm", os.W_OK) else tempfile.gettempdir()
+            base = _base()
+            reap_orphans(base)
             _dir = os.path.join(base, f"anyexec-{os.getpid()}-{uuid.uuid4().hex[:8]}")
             os.makedirs(_dir, mode=0o700)
+            os.chmod(_dir, 0o700)  # makedirs' mode is subject to the umask; this is not
             atexit.register(shutil.rmtree, _dir, True)
         return _dir
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: alive
+        return True
+    return True
+
+
+def reap_orphans(base: str | None = None) -> list[str]:
+    """Remove the shared-array folders in ``base`` (``/dev/shm`` by default) that belong to
+    this user and whose owner process is gone (killed by SIGKILL or SIGTERM, which run no
+    exit handler). Returns the folders removed. A folder whose owner's pid was reused by a
+    live process is kept until that process ends too."""
+    base = base or _base()
+    removed: list[str] = []
+    try:
+        names = os.listdir(base)
+    except OSError:
+        return removed
+    me = os.getuid() if hasattr(os, "getuid") else None
+    for name in names:
+        match = _NAME.fullmatch(name)
+        if match is None or int(match.group(1)) == os.getpid():
+            continue
+        path = os.path.join(base, name)
+        try:
+            if me is not None and os.stat(path, follow_symlinks=False).st_uid != me:
+                continue
+        except OSError:
+            continue
+        if not _pid_alive(int(match.group(1))):
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
+    return removed
+
+
+def _create(path: str) -> int:
+    """A new file for one array, readable and writable by this user only (0600 whatever
+    the umask: the umask can only take permission bits away)."""
+    return os.open(path, os.O_CREAT | os.O_WRONLY | os.O_EXCL, 0o600)
 
 
 _created_lock = threading.Lock()
@@ -72,8 +139,11 @@ def shared_array(shape: int | tuple[int, ...], dtype: Any = float) -> Any:
     shape = (shape,) if isinstance(shape, int) else tuple(shape)
     nbytes = max(1, int(np.prod(shape)) * dt.itemsize)
     path = os.path.join(shared_dir(), uuid.uuid4().hex)
-    with open(path, "wb") as fh:
-        fh.truncate(nbytes)
+    fd = _create(path)
+    try:
+        os.ftruncate(fd, nbytes)
+    finally:
+        os.close(fd)
     arr = np.memmap(path, dtype=dt, mode="r+", shape=shape)
     key = id(arr)
     with _created_lock:
@@ -95,12 +165,13 @@ def _write(arr: Any, path: str) -> None:
     import numpy as np
 
     data = np.ascontiguousarray(arr)
+    fd = _create(path)
     try:
         view = memoryview(data).cast("B")  # type: ignore[arg-type]
     except (TypeError, ValueError):  # dtypes the buffer protocol lacks (datetime64)
-        data.tofile(path)
+        with os.fdopen(fd, "wb") as fh:
+            data.tofile(fh)
         return
-    fd = os.open(path, os.O_CREAT | os.O_WRONLY | os.O_EXCL, 0o600)
     try:
         done = 0
         while done < len(view):

@@ -21,7 +21,7 @@ from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from anyexec import _chunking, _compat, config
+from anyexec import _chunking, _compat, _exit, config
 from anyexec._shared import SharedStore
 from anyexec._worker.loops import is_async as _is_async
 from anyexec._worker.tasks import ARGS, SINGLE, STAR, Call, Chunk, ChunkResult, Initializer
@@ -259,6 +259,7 @@ class Executor(cf.Executor):
     # -- lifecycle ------------------------------------------------------------------------
 
     def _inner(self) -> cf.Executor:
+        _exit.check()  # after interpreter shutdown began, refuse as concurrent.futures does
         inner = self._pool.inner
         if inner is not None:
             return inner

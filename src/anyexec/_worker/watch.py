@@ -24,21 +24,31 @@ from typing import Any
 from anyexec._worker.failures import Failure, aborted
 from anyexec.errors import TaskTimeout
 
-__all__ = ["abandoned", "run_watched"]
+__all__ = ["abandoned", "count_also", "run_watched"]
 
 _ABANDONED: set[threading.Thread] = set()
 _ABANDONED_LOCK = threading.Lock()
+#: Other counts of abandoned calls still running (the thread and asyncio pools').
+_COUNTERS: list[Callable[[], int]] = []
+
+
+def count_also(counter: Callable[[], int]) -> None:
+    """Have :func:`abandoned` add ``counter()``: a pool that abandons calls in threads of
+    its own (the thread and asyncio backends) registers its count here."""
+    _COUNTERS.append(counter)
 
 
 def abandoned() -> int:
-    """How many abandoned helper threads of this process are still running. Cheap when
-    there are none (the dask backend asks after every task)."""
+    """How many abandoned threads of this process are still running: the helpers here and
+    the calls the thread and asyncio pools abandoned. Cheap when there are none (the dask
+    backend asks after every task)."""
+    extra = sum(counter() for counter in _COUNTERS) if _COUNTERS else 0
     if not _ABANDONED:
-        return 0
+        return extra
     with _ABANDONED_LOCK:
         for thread in [t for t in _ABANDONED if not t.is_alive()]:
             _ABANDONED.discard(thread)
-        return len(_ABANDONED)
+        return len(_ABANDONED) + extra
 
 
 class _Helper:

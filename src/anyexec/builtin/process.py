@@ -9,17 +9,22 @@ single-threaded.
 from __future__ import annotations
 
 import concurrent.futures as cf
+import concurrent.futures.process  # noqa: F401  (registers its exit hook before anyexec's)
 import multiprocessing
+import os
 import signal
 import sys
 from typing import Any
 
-from anyexec import _compat
-from anyexec._worker.limits import limit_native_threads, threads_per_worker
-from anyexec._worker.processes import ExitCodes, note_exit
+from anyexec import _compat, _exit
+from anyexec._worker.limits import threads_per_worker
+from anyexec._worker.processes import ExitCodes, init_worker, note_exit
 from anyexec.config import available_cpus
 from anyexec.contract import Backend, Option
 from anyexec.errors import ConfigError
+
+# The standard process pool's exit hook is registered by now; anyexec's must run before it.
+_exit.arm("process")
 
 
 def describe_exit(code: int) -> str:
@@ -98,6 +103,7 @@ class ProcessBackend(Backend):
         """Terminate every worker process; their tasks fail with WorkerLost and the next
         submission starts a fresh pool."""
         assert isinstance(executor, cf.ProcessPoolExecutor)
+        _compat.process_pool_forget_cancelled(executor)
         processes = _compat.pool_processes(executor)
         for proc in processes:
             proc.terminate()
@@ -118,9 +124,10 @@ class ProcessBackend(Backend):
             _preload(ctx)
         kwargs: dict[str, Any] = {
             "mp_context": ExitCodes(ctx),
-            # BLAS/OpenMP pools held to about cores / workers threads each (loky does too).
-            "initializer": limit_native_threads,
-            "initargs": (threads_per_worker(workers, available_cpus()),),
+            # BLAS/OpenMP pools held to about cores / workers threads each (loky does too),
+            # and each worker exits when this process is gone (killed by a signal).
+            "initializer": init_worker,
+            "initargs": (threads_per_worker(workers, available_cpus()), os.getpid()),
         }
         if options.get("max_tasks_per_child") is not None:
             if sys.version_info < (3, 11):
