@@ -42,6 +42,9 @@ def _cmd_config(args: argparse.Namespace) -> int:
     for key, value in sorted(s.options.items()):
         print(f"option {key}: {value!r}   ({s.sources['option ' + key]})")
     print(f"config file: {s.config_file or 'none found'}")
+    cluster = getattr(s.backend, "describe_cluster", None)  # backends over a cluster (dask)
+    if cluster is not None:
+        print(f"cluster: {cluster(s.options)}")
     return 0
 
 

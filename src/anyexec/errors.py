@@ -15,6 +15,8 @@ __all__ = [
     "BackendUnavailable",
     "ConfigError",
     "RemoteTraceback",
+    "SchedulerLost",
+    "SchedulerUnreachable",
     "TaskTimeout",
     "UnpicklableError",
     "Unsupported",
@@ -57,6 +59,14 @@ class TaskTimeout(AnyexecError, *_TIMEOUT_BASES):  # type: ignore[misc]
 
 class WorkerLost(AnyexecError, _cf.BrokenExecutor):
     """A worker died while running the task: names the backend and the exit code or signal."""
+
+
+class SchedulerUnreachable(AnyexecError, ConnectionError):
+    """No scheduler (dask) answered at the configured address within the connect timeout."""
+
+
+class SchedulerLost(AnyexecError, ConnectionError):
+    """The connection to the scheduler (dask) went away while the task was pending."""
 
 
 class RemoteTraceback(Exception):

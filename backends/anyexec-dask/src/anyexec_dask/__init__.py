@@ -1,43 +1,94 @@
-"""The ``dask`` backend: an embedded ``LocalCluster`` or a running dask scheduler.
+"""The ``dask`` backend: the user's dask cluster, or an embedded one anyexec starts.
 
-Tasks go through a ``distributed.Client``; ``map`` chunks are sent in one ``client.map``
-batch. Every future handed back is a standard ``concurrent.futures.Future``.
+Which cluster (:func:`describe` says which, and ``anyexec config`` prints it):
+
+1. the ``client=`` option, a ``distributed.Client`` the caller made;
+2. ``address=`` / ``scheduler_file=``: a running scheduler, connected to with ``security=``;
+3. the process's default client (``distributed.default_client()``), e.g. one a user made
+   for dask-jobqueue, Kubernetes or a hosted cluster: used, never a second cluster beside it;
+4. otherwise an embedded cluster, hosted by a subprocess (``anyexec_dask._host``) that
+   anyexec starts and always reaps, with per-cluster temporary TLS credentials.
+
+Clusters of 1-3 belong to the user: ``shutdown`` releases anyexec's futures and leaves them
+running. Tasks go through the client; ``map`` chunks are sent in one ``client.map`` batch.
+Every future handed back is a standard ``concurrent.futures.Future``.
 """
 
 from __future__ import annotations
 
+import atexit
 import concurrent.futures as cf
-import logging
+import json
+import os
+import pickle
 import re
+import select
+import signal
+import struct
+import subprocess
 import sys
 import threading
+import time
+import weakref
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import distributed
+import distributed.protocol.pickle as dask_pickle
 
+import anyexec
+import anyexec.errors
 from anyexec import Backend, ConfigError, Option, Unsupported, WorkerLost, _compat
 from anyexec.contract import Chunk, abandoned_threads, cancel_unqueued
 
-__all__ = ["DaskBackend", "DaskExecutor", "SchedulerLost", "SchedulerUnreachable"]
+__all__ = ["DaskBackend", "DaskExecutor", "SchedulerLost", "SchedulerUnreachable", "describe"]
 
 _ADDRESS = re.compile(r"^(tcp|tls|ws|wss|ucx|inproc)://(\[[0-9a-fA-F:]+\]|[^:/\s]+):\d{1,5}$")
 
-
-class SchedulerUnreachable(ConnectionError):
-    """No dask scheduler answered at the address within the connect timeout."""
-
-
-class SchedulerLost(ConnectionError):
-    """The connection to the dask scheduler went away while the task was pending."""
+# Defined in anyexec.errors (re-exported here, where they were first defined).
+SchedulerLost = anyexec.errors.SchedulerLost
+SchedulerUnreachable = anyexec.errors.SchedulerUnreachable
 
 
-def _run(call: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+# -- in the worker ----------------------------------------------------------------------
+
+
+class _Aborted(Exception):
+    """Carries a task's ``BaseException`` (``SystemExit``, ``KeyboardInterrupt``, ...) back
+    as an ordinary task error: escaping into dask, it would end the worker's thread, and
+    with it the worker, and dask would run the task again on the next one."""
+
+    def __init__(self, original: BaseException) -> None:
+        super().__init__(original)
+        self.original = original
+
+
+def _run(call: Callable[..., Any], *args: Any) -> bytes:
+    """Run one anyexec call (``Call`` or ``Chunk``) in a dask worker; return its result
+    pickled here, in the task.
+
+    Pickling inside the task makes a result that cannot be sent, or whose pickling kills
+    the worker, a failure *of the task*: dask counts it against ``allowed-failures`` and
+    ends in ``KilledWorker`` (anyexec's ``WorkerLost``), where a worker dying while the
+    client fetches a finished result would make dask compute it again forever.
+    """
     try:
-        return call(*args, **kwargs)
+        value = call(*args)
+    except Exception:
+        raise
+    except BaseException as exc:  # the task's own outcome, not the worker's end
+        raise _Aborted(exc) from None
     finally:
         if abandoned_threads():
             _restart_when_idle()
+    try:
+        data: bytes = dask_pickle.dumps(value)
+        return data
+    except Exception as exc:
+        raise anyexec.UnpicklableError(
+            f"backend 'dask' could not send back a result of type "
+            f"{type(value).__module__}.{type(value).__qualname__}: {type(exc).__name__}: {exc}"
+        ) from None
 
 
 _RESTARTING: set[str] = set()  # workers of this process with a restart scheduled
@@ -97,7 +148,7 @@ class _Slot:
         self.i = i
 
 
-def _run_scattered(chunk: Chunk, *arrays: Any) -> Any:
+def _run_scattered(chunk: Chunk, *arrays: Any) -> bytes:
     """In the worker: put the scattered arrays (dask resolved the futures) back in place."""
     chunk.items = [
         tuple(arrays[a.i] if type(a) is _Slot else a for a in args) for args in chunk.items
@@ -124,7 +175,8 @@ class _EmbeddedCluster(distributed.LocalCluster):  # type: ignore[misc]
     removed (``distributed.deploy.lost-worker-timeout``); a worker that happens to be
     restarting then, after repeated crashes, is taken away with its nanny, and once both
     are gone every task waits forever. The embedded cluster's nannies always restart their
-    workers, so removals only update the worker list here.
+    workers, so removals only update the worker list here. Runs in the host subprocess
+    (``anyexec_dask._host``).
     """
 
     def _update_worker_status(self, op: str, msg: Any) -> None:
@@ -134,17 +186,164 @@ class _EmbeddedCluster(distributed.LocalCluster):  # type: ignore[misc]
             super()._update_worker_status(op, msg)
 
 
-class _DaskFuture(cf.Future):  # type: ignore[type-arg]
-    """A standard future mirroring one dask future; ``cancel`` cancels the dask task."""
+# -- in the caller ----------------------------------------------------------------------
 
-    def __init__(self, inner: distributed.Future[Any]) -> None:
+
+class _Host:
+    """The caller's handle on the embedded cluster's host subprocess (``_host``).
+
+    Started in its own process group (a Ctrl-C in the terminal reaches the caller only;
+    the caller closes the cluster), told what to start over its stdin, and answering the
+    scheduler's address over a private pipe. ``close`` closes its stdin, on which the host
+    kills its group; if it has not gone within ``grace`` seconds the caller kills the
+    group. If the caller dies, its end of stdin closes all the same.
+    """
+
+    def __init__(self, spec: Any, start_timeout: float = 120.0) -> None:
+        from anyexec_dask._host import HostSpec
+
+        assert isinstance(spec, HostSpec)
+        read_fd, write_fd = os.pipe()
+        try:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "anyexec_dask._host", str(write_fd)],
+                stdin=subprocess.PIPE,
+                pass_fds=(write_fd,),
+                start_new_session=True,
+            )
+        finally:
+            os.close(write_fd)
+        try:
+            if spec.security is None:
+                # Per-cluster credentials, made while the host imports distributed.
+                spec.security = distributed.Security.temporary()
+            self.security = spec.security
+            payload = pickle.dumps(spec)
+            assert self.proc.stdin is not None
+            self.proc.stdin.write(struct.pack("!I", len(payload)) + payload)
+            self.proc.stdin.flush()
+            answer = _read_line(read_fd, start_timeout)
+        except BaseException:
+            self.close(grace=0)
+            raise
+        finally:
+            os.close(read_fd)
+        reply = json.loads(answer) if answer else {}
+        if "address" not in reply:
+            code = self.proc.poll()
+            self.close(grace=0)
+            raise RuntimeError(
+                "backend 'dask': the embedded cluster did not start "
+                + (f"(its host exited with code {code})" if code is not None else "in time")
+                + (f": {reply['error']}" if "error" in reply else "")
+            )
+        self.address: str = reply["address"]
+        self.dashboard: str | None = reply.get("dashboard")
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def close(self, grace: float = 5.0) -> None:
+        """End the cluster: close the host's stdin (it then kills its process group), and
+        kill the group from here if the host is still there after ``grace`` seconds."""
+        try:
+            if self.proc.stdin is not None:
+                self.proc.stdin.close()
+        except OSError:
+            pass
+        try:
+            self.proc.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            pass
+        try:  # the group outlives its leader only if something in it survived
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            pass
+
+
+def _read_line(fd: int, timeout: float) -> str:
+    """One line from ``fd`` within ``timeout`` seconds ('' at end of file or timeout)."""
+    deadline = time.monotonic() + timeout
+    data = b""
+    while b"\n" not in data:
+        left = deadline - time.monotonic()
+        if left <= 0 or not select.select([fd], [], [], left)[0]:
+            return ""
+        block = os.read(fd, 65536)
+        if not block:
+            break
+        data += block
+    return data.decode(errors="replace").split("\n", 1)[0]
+
+
+def _default_client() -> distributed.Client | None:
+    try:
+        client: distributed.Client = distributed.default_client()
+    except ValueError:
+        return None
+    return client
+
+
+def _scheduler_address(client: distributed.Client) -> str:
+    return str(getattr(client.scheduler, "address", "") or "")
+
+
+def describe(options: dict[str, Any]) -> str:
+    """Which cluster ``open`` with these options would use, in words (for ``anyexec
+    config`` and error messages); the same order as ``DaskExecutor`` applies."""
+    if options.get("client") is not None:
+        return "the distributed.Client given as option client"
+    if options.get("address") is not None:
+        return f"the scheduler at {options['address']} (option address)"
+    if options.get("scheduler_file") is not None:
+        return f"the scheduler in {options['scheduler_file']} (option scheduler_file)"
+    default = _default_client()
+    if default is not None:
+        return f"the process's default distributed.Client ({_scheduler_address(default)})"
+    return "an embedded cluster in a subprocess (TLS, per-cluster credentials)"
+
+
+class _DaskFuture(cf.Future):  # type: ignore[type-arg]
+    """A standard future mirroring one dask future.
+
+    ``running()`` asks the scheduler whether the task is "processing", i.e. handed to a
+    worker, only while the future is pending, and remembers a yes. A worker may hold up to
+    ``distributed.scheduler.worker-saturation`` (1.1) tasks per thread, so "processing"
+    can include a task about to start. ``cancel()`` of such a task returns False and the
+    task runs on, as the standard library's does.
+    """
+
+    def __init__(self, inner: distributed.Future[Any], owner: DaskExecutor) -> None:
         super().__init__()
         self._inner: distributed.Future[Any] | None = inner
+        self._owner = weakref.ref(owner)
         self._asked_to_cancel = False
+        self._killed = False
+
+    def running(self) -> bool:
+        if super().running():
+            return True
+        if self.done():
+            return False
+        inner, owner = self._inner, self._owner()
+        if inner is None or owner is None or not owner._processing({inner.key}):
+            return False
+        try:
+            self.set_running_or_notify_cancel()
+        except RuntimeError:  # done or cancelled meanwhile
+            return False
+        return super().running()
 
     def cancel(self) -> bool:
         if self.done():
             return self.cancelled()
+        if self.running():
+            return False
         self._asked_to_cancel = True
         try:
             inner = self._inner  # None once the result was copied
@@ -158,6 +357,9 @@ class _DaskFuture(cf.Future):  # type: ignore[type-arg]
         return cancel_unqueued(self)
 
 
+_LIVE: weakref.WeakSet[DaskExecutor] = weakref.WeakSet()
+
+
 class DaskExecutor(cf.Executor):
     """A ``concurrent.futures.Executor`` over a ``distributed.Client``."""
 
@@ -165,12 +367,22 @@ class DaskExecutor(cf.Executor):
         self._lock = threading.Lock()
         self._pending: dict[distributed.Future[Any], _DaskFuture] = {}
         self._closed = False
-        self.cluster: distributed.LocalCluster | None = None
+        self.host: _Host | None = None
+        self.owns_client = True
+        self.source = describe(options)
         timeout = options.get("connect_timeout", 10)
         security = options.get("security")
         address = options.get("address")
         scheduler_file = options.get("scheduler_file")
-        if address is not None or scheduler_file is not None:
+        given = options.get("client")
+        default = None if given is not None or address or scheduler_file else _default_client()
+        if given is not None or default is not None:
+            chosen = given if given is not None else default
+            assert chosen is not None
+            self.client: distributed.Client = chosen
+            self.owns_client = False
+            self.address = _scheduler_address(chosen)
+        elif address is not None or scheduler_file is not None:
             where = address or f"the scheduler file {scheduler_file}"
             try:
                 self.client = distributed.Client(
@@ -186,29 +398,49 @@ class DaskExecutor(cf.Executor):
                     f"{timeout} s (option connect_timeout): {exc}. Check that `dask scheduler` "
                     f"runs there, or leave address unset to start an embedded cluster"
                 ) from None
-            self.address = str(address or self.client.scheduler_info().get("address", ""))
+            self.address = str(address or _scheduler_address(self.client))
         else:
-            self.cluster = _EmbeddedCluster(
-                n_workers=workers,
-                threads_per_worker=options.get("threads_per_worker", 1),
-                processes=True,
-                host="127.0.0.1",
-                # distributed always starts its HTTP server (dask/distributed#8136):
-                # keep it on a free loopback port, and the dashboard pages off.
-                dashboard_address="127.0.0.1:0",
-                scheduler_kwargs={"dashboard": bool(options.get("dashboard", False))},
-                # Quiet: workers log heartbeat errors while the cluster closes.
-                silence_logs=logging.CRITICAL,
-                memory_limit=options.get("memory_limit", "auto"),
-                security=security,
+            from anyexec_dask._host import HostSpec
+
+            self.host = _Host(
+                HostSpec(
+                    n_workers=workers,
+                    threads_per_worker=options.get("threads_per_worker", 1),
+                    memory_limit=options.get("memory_limit", "auto"),
+                    dashboard=bool(options.get("dashboard", False)),
+                    security=security,
+                    sys_path=list(sys.path),
+                )
             )
-            self.client = distributed.Client(self.cluster, set_as_default=False)
-            self.address = self.cluster.scheduler_address
+            try:
+                self.client = distributed.Client(
+                    self.host.address,
+                    security=self.host.security,
+                    timeout=max(timeout, 30),
+                    set_as_default=False,
+                )
+            except BaseException:
+                self.host.close(grace=0)
+                raise
+            self.address = self.host.address
+        _LIVE.add(self)
+
+    @property
+    def dashboard_link(self) -> str | None:
+        return self.host.dashboard if self.host is not None else None
 
     # -- futures ------------------------------------------------------------------------
 
+    def _processing(self, keys: set[Any]) -> set[Any]:
+        """Those of ``keys`` the scheduler has handed to a worker (one round trip)."""
+        try:
+            busy = self.client.processing()
+        except Exception:  # closed or unreachable: nothing known to be running
+            return set()
+        return keys.intersection(k for ks in busy.values() for k in ks)
+
     def _wrap(self, inner: distributed.Future[Any]) -> _DaskFuture:
-        outer = _DaskFuture(inner)
+        outer = _DaskFuture(inner, self)
         with self._lock:
             self._pending[inner] = outer  # keeps the dask future, hence the task, alive
         inner.add_done_callback(self._copy)
@@ -232,9 +464,13 @@ class DaskExecutor(cf.Executor):
         outer._inner = None
         try:
             if status == "finished":
-                outer.set_result(inner.result())
+                outer.set_result(pickle.loads(inner.result()))
             elif status == "cancelled":
-                if outer._asked_to_cancel or self._closed:
+                if outer._killed:
+                    outer.set_exception(
+                        WorkerLost("backend 'dask': the task was stopped by kill_running()")
+                    )
+                elif outer._asked_to_cancel:
                     outer.cancel_and_notify()
                 else:
                     outer.set_exception(
@@ -245,7 +481,9 @@ class DaskExecutor(cf.Executor):
                     )
             else:  # "error"
                 exc = inner.exception()
-                if isinstance(exc, distributed.KilledWorker):
+                if isinstance(exc, _Aborted):
+                    exc = _aborted(exc.original)
+                elif isinstance(exc, distributed.KilledWorker):
                     lost = WorkerLost(
                         f"backend 'dask': every worker that ran this task died (more than "
                         f"distributed.scheduler.allowed-failures times): {exc}"
@@ -262,7 +500,9 @@ class DaskExecutor(cf.Executor):
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> cf.Future[Any]:
         if self._closed:
             raise RuntimeError("cannot schedule new futures after shutdown")
-        return self._wrap(self.client.submit(_run, fn, *args, pure=False, **kwargs))
+        if args or kwargs:
+            fn = _Bound(fn, args, kwargs)
+        return self._wrap(_sent(self.client.submit, _run, fn, pure=False))
 
     def submit_batch(self, calls: Sequence[Callable[[], Any]]) -> list[cf.Future[Any]]:
         """Chunks go in one ``client.map``; a chunk holding large numpy arrays scatters them
@@ -286,42 +526,190 @@ class DaskExecutor(cf.Executor):
                 call.crossing,
                 call.timeout,
             )
-            out[i] = self._wrap(self.client.submit(_run_scattered, skeleton, *futures, pure=False))
+            out[i] = self._wrap(
+                _sent(self.client.submit, _run_scattered, skeleton, *futures, pure=False)
+            )
         if plain:
-            mapped = self.client.map(_run, [calls[i] for i in plain], pure=False)
+            batch = [calls[i] for i in plain]
+            mapped = _sent(self.client.map, _run, batch, pure=False)
             for i, fut in zip(plain, mapped):
                 out[i] = self._wrap(fut)
         return [f for f in out if f is not None]
 
     def kill(self) -> None:
         with self._lock:
-            pending = list(self._pending)
+            pending = dict(self._pending)
+        for outer in pending.values():
+            outer._killed = True
         if pending:
-            self.client.cancel(pending, force=True)
+            self.client.cancel(list(pending), force=True)
         self.client.restart(wait_for_workers=False)
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        """As the standard library's: ``cancel_futures`` cancels what no worker has
+        started (calls already running run on and are not marked cancelled); ``wait``
+        waits for the rest. ``wait=False`` returns at once and closes the client (and an
+        embedded cluster) from a thread once the pending calls are done, so their
+        futures still deliver; the interpreter waits for that thread at exit."""
         if self._closed:
             return
         self._closed = True
+        _LIVE.discard(self)
+        if cancel_futures:
+            self._cancel_queued()
+        if wait:
+            self._wait_pending()
+            self._close()
+        else:
+            threading.Thread(
+                target=self._close_when_done, name="anyexec-dask-close", daemon=False
+            ).start()
+
+    def _cancel_queued(self) -> None:
         with self._lock:
             pending = dict(self._pending)
-        if cancel_futures and pending:
-            try:
-                self.client.cancel(list(pending))
-            except Exception:  # the client already closed (at interpreter exit)
-                pass
-        elif wait and pending:
-            # Wait on our own futures: distributed.wait() needs a default client, and
-            # ours is deliberately not the default one.
-            cf.wait(list(pending.values()))
-        self.client.close()
-        if self.cluster is not None:  # ours: close it; one we connected to stays up
-            self.cluster.close()
+        if not pending:
+            return
+        busy = self._processing({inner.key for inner in pending})
+        queued = [inner for inner in pending if inner.key not in busy]
+        for inner in queued:
+            pending[inner]._asked_to_cancel = True
+        try:
+            self.client.cancel(queued)
+        except Exception:  # the client already closed (at interpreter exit)
+            pass
+        for inner in queued:
+            pending[inner].cancel_and_notify()
+
+    def _wait_pending(self) -> None:
+        with self._lock:
+            pending = list(self._pending.values())
+        # Wait on our own futures: distributed.wait() needs a default client, and ours
+        # is deliberately not the default one.
+        cf.wait(pending)
+
+    def _close_when_done(self) -> None:
+        self._wait_pending()
+        self._close()
+
+    def _close(self) -> None:
+        if not self.owns_client:  # the user's client and cluster: ours are released
+            with self._lock:
+                pending = list(self._pending)
+            if pending:
+                try:
+                    self.client.cancel(pending)
+                except Exception:
+                    pass
+            return
+        try:
+            self.client.close(timeout=5)
+        except Exception:  # already closed, or the scheduler went away
+            pass
+        if self.host is not None:  # ours: end it; a cluster merely connected to stays up
+            self.host.close()
+
+
+def _sent(submit: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """Call ``client.submit``/``client.map``; dask's serialization failure becomes a
+    ``pickle.PicklingError`` (the original as ``__cause__``), which anyexec's core turns
+    into ``UnpicklableError`` naming the argument."""
+    try:
+        return submit(*args, **kwargs)
+    except TypeError as exc:
+        if "serialize" not in str(exc) and "pickle" not in str(exc):
+            raise
+        raise pickle.PicklingError(f"cannot pickle for dask: {exc}") from exc
+
+
+class _Bound:
+    """``fn(*args, **kwargs)`` as one picklable call (keeps ``submit``'s arguments out of
+    dask's own argument handling, which would treat dask futures and collections in them
+    specially)."""
+
+    __slots__ = ("args", "fn", "kwargs")
+
+    def __init__(self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]):
+        self.fn, self.args, self.kwargs = fn, args, kwargs
+
+    def __call__(self) -> Any:
+        return self.fn(*self.args, **self.kwargs)
+
+
+def _aborted(original: BaseException) -> BaseException:
+    """A task's ``BaseException``, as the caller gets it: ``anyexec.TaskAborted`` where
+    this anyexec has it (the original as ``__cause__``), else the original itself."""
+    aborted = getattr(anyexec, "TaskAborted", None)
+    if aborted is None:
+        return original
+    err = aborted(f"the task raised {type(original).__name__}: {original}")
+    err.__cause__ = original
+    return err  # type: ignore[no-any-return]
+
+
+@atexit.register  # registered after distributed's own handlers, so it runs before them
+def _finish_at_exit() -> None:
+    """As the standard library does at interpreter exit, wait for the work submitted to
+    every executor not shut down, then close it. After an uncaught Ctrl-C the user wants
+    out: calls no worker has started are cancelled instead of run."""
+    interrupted = isinstance(
+        getattr(sys, "last_exc", None) or getattr(sys, "last_value", None), KeyboardInterrupt
+    )
+    for ex in list(_LIVE):
+        try:
+            ex.shutdown(wait=True, cancel_futures=interrupted)
+        except Exception:
+            pass
+
+
+def validate(options: dict[str, Any]) -> None:
+    """Check the dask options up front (``open`` calls this), each failure a
+    ``ConfigError`` naming the option, not a raw error from dask at first use."""
+    address = options.get("address")
+    if address is not None:
+        if "://" not in address:
+            address = options["address"] = f"tcp://{address}"
+        if not _ADDRESS.match(address):
+            raise ConfigError(
+                f"option address={address!r} is not a dask scheduler address; "
+                f"expected tcp://HOST:PORT (or tls://HOST:PORT)"
+            )
+    client = options.get("client")
+    if client is not None and not isinstance(client, distributed.Client):
+        raise ConfigError(
+            f"option client={client!r} is not a distributed.Client; pass the client you "
+            f"made (distributed.Client(...)), or use address= for a scheduler address"
+        )
+    threads = options.get("threads_per_worker")
+    if threads is not None and (isinstance(threads, bool) or threads < 1):
+        raise ConfigError(
+            f"option threads_per_worker={threads!r} must be a whole number of threads, at least 1"
+        )
+    memory = options.get("memory_limit")
+    if memory is not None and memory != "auto":
+        from dask.utils import parse_bytes
+
+        try:
+            ok = parse_bytes(memory) >= 0
+        except (ValueError, TypeError):
+            ok = False
+        if not ok:
+            raise ConfigError(
+                f"option memory_limit={memory!r} is not a size: use 'auto' (the default: "
+                f"the machine's memory shared among the workers), or a size such as "
+                f"'4GiB' or '500MB'"
+            )
+    security = options.get("security")
+    if security is not None and not isinstance(security, distributed.Security):
+        raise ConfigError(
+            f"option security={security!r} is not a distributed.Security; make one with "
+            f"distributed.Security(tls_ca_file=..., ...) or distributed.Security.temporary()"
+        )
 
 
 class DaskBackend(Backend):
-    """dask.distributed: an embedded LocalCluster, or a scheduler at `address`."""
+    """dask.distributed: the user's cluster (client, address, default client) or an
+    embedded one."""
 
     crosses = "cluster"
     # task_timeout: a worker thread cannot be interrupted, so the call is abandoned in the
@@ -332,26 +720,23 @@ class DaskBackend(Backend):
     # A client.map round trip costs milliseconds: keep more chunks queued at the scheduler.
     chunks_per_worker = 16
     options = {
-        "address": Option(str, "Scheduler address tcp://HOST:PORT; unset starts a LocalCluster."),
+        "client": Option(object, "A distributed.Client to run on (the user's own cluster)."),
+        "address": Option(str, "Scheduler address tcp://HOST:PORT or tls://HOST:PORT."),
         "scheduler_file": Option(str, "Scheduler file written by `dask scheduler`."),
         "connect_timeout": Option((int, float), "Seconds to wait for the scheduler (10)."),
         "dashboard": Option(bool, "Serve the embedded cluster's dashboard (off)."),
         "threads_per_worker": Option(int, "Threads per embedded worker process (1)."),
-        "memory_limit": Option(str, "Memory limit per embedded worker ('auto')."),
-        "security": Option(object, "A distributed.Security for TLS."),
+        "memory_limit": Option(str, "Memory limit per embedded worker ('auto', '4GiB')."),
+        "security": Option(object, "A distributed.Security for TLS to address/scheduler_file."),
     }
 
     def open(self, workers: int, **options: Any) -> cf.Executor:
-        address = options.get("address")
-        if address is not None:
-            if "://" not in address:
-                address = options["address"] = f"tcp://{address}"
-            if not _ADDRESS.match(address):
-                raise ConfigError(
-                    f"option address={address!r} is not a dask scheduler address; "
-                    f"expected tcp://HOST:PORT (or tls://HOST:PORT)"
-                )
+        validate(options)
         return DaskExecutor(workers, options)
+
+    def describe_cluster(self, options: dict[str, Any]) -> str:
+        """Which cluster these options reach (printed by ``anyexec config``)."""
+        return describe(options)
 
     def submit_batch(
         self, executor: cf.Executor, calls: Sequence[Callable[[], Any]]
@@ -363,7 +748,7 @@ class DaskBackend(Backend):
         """Embedded cluster: cancel everything and restart its workers. A cluster merely
         connected to is shared with others, so it is never restarted from here."""
         assert isinstance(executor, DaskExecutor)
-        if executor.cluster is None:
+        if executor.host is None:
             raise Unsupported(
                 "backend 'dask': kill_running() would restart the workers of a cluster "
                 f"shared with others ({executor.address}); cancel futures instead"
