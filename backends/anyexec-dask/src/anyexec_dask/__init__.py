@@ -19,6 +19,7 @@ from __future__ import annotations
 import atexit
 import concurrent.futures as cf
 import json
+import logging
 import os
 import pickle
 import re
@@ -281,6 +282,19 @@ def _read_line(fd: int, timeout: float) -> str:
     return data.decode(errors="replace").split("\n", 1)[0]
 
 
+def _own_client(address: str | None, **kwargs: Any) -> distributed.Client:
+    """A client of anyexec's own, not the default one. Its connection to the scheduler
+    keeps only the last few messages for debugging (each update-graph message holds whole
+    chunks of a map's items; dask's default of 1000 kept a long map's inputs alive in the
+    caller)."""
+    import dask.config
+
+    from anyexec_dask._host import LOG_LENGTH
+
+    with dask.config.set({"distributed.admin.low-level-log-length": LOG_LENGTH}):
+        return distributed.Client(address, set_as_default=False, **kwargs)
+
+
 def _default_client() -> distributed.Client | None:
     try:
         client: distributed.Client = distributed.default_client()
@@ -385,12 +399,11 @@ class DaskExecutor(cf.Executor):
         elif address is not None or scheduler_file is not None:
             where = address or f"the scheduler file {scheduler_file}"
             try:
-                self.client = distributed.Client(
+                self.client = _own_client(
                     address,
                     scheduler_file=scheduler_file,
                     timeout=timeout,
                     security=security,
-                    set_as_default=False,
                 )
             except (OSError, TimeoutError, ValueError) as exc:
                 raise SchedulerUnreachable(
@@ -413,11 +426,10 @@ class DaskExecutor(cf.Executor):
                 )
             )
             try:
-                self.client = distributed.Client(
+                self.client = _own_client(
                     self.host.address,
                     security=self.host.security,
                     timeout=max(timeout, 30),
-                    set_as_default=False,
                 )
             except BaseException:
                 self.host.close(grace=0)
@@ -612,14 +624,44 @@ class DaskExecutor(cf.Executor):
 
 def _sent(submit: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
     """Call ``client.submit``/``client.map``; dask's serialization failure becomes a
-    ``pickle.PicklingError`` (the original as ``__cause__``), which anyexec's core turns
-    into ``UnpicklableError`` naming the argument."""
+    ``pickle.PicklingError`` naming the root cause (dask's error as ``__cause__``), which
+    anyexec's core turns into ``UnpicklableError`` naming the argument. dask's own
+    "Failed to serialize" log record for it is dropped (:class:`_QuietPickling`)."""
+    _QUIET.active = True
     try:
         return submit(*args, **kwargs)
     except TypeError as exc:
         if "serialize" not in str(exc) and "pickle" not in str(exc):
             raise
-        raise pickle.PicklingError(f"cannot pickle for dask: {exc}") from exc
+        root: BaseException = exc
+        while root.__cause__ is not None or root.__context__ is not None:
+            root = root.__cause__ or root.__context__  # type: ignore[assignment]
+        raise pickle.PicklingError(
+            f"cannot pickle a task for dask: {type(root).__name__}: {root}"
+        ) from exc
+    finally:
+        _QUIET.active = False
+
+
+class _QuietPickling(logging.Filter):
+    """Drops distributed's ERROR/CRITICAL records with a traceback for a payload that
+    failed to (de)serialize, where anyexec reports that failure as the task's error: a
+    "Failed to serialize" while anyexec submits (this thread), and a "Failed to
+    deserialize" while an anyexec dask executor is open. Logs stay quiet, as
+    docs/security.md promises; other distributed records pass."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = str(record.msg)
+        if text.startswith("Failed to serialize"):
+            return not getattr(_QUIET, "active", False)
+        if text.startswith("Failed to deserialize"):
+            return not _LIVE
+        return True
+
+
+_QUIET = threading.local()
+for _name in ("distributed.protocol.pickle", "distributed.protocol.core"):
+    logging.getLogger(_name).addFilter(_QuietPickling())
 
 
 class _Bound:

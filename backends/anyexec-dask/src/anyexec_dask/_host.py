@@ -30,7 +30,11 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["HostSpec", "main"]
+__all__ = ["LOG_LENGTH", "HostSpec", "main"]
+
+#: Messages each dask connection keeps for debugging (``distributed.admin.low-level-log-
+#: length``) in anyexec's own clients and embedded clusters: each may hold a whole chunk.
+LOG_LENGTH = 8
 
 
 @dataclass
@@ -75,7 +79,15 @@ def main() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     threading.Thread(target=_watch_caller, args=(stdin,), daemon=True).start()
 
+    import dask.config
+
     from anyexec_dask import _EmbeddedCluster
+
+    # Every BatchedSend (scheduler -> workers) keeps its last N messages for debugging,
+    # and a compute-task message holds the task's spec: one whole chunk of the map's
+    # items. dask's default, 1000, kept every chunk of a 10 M-item map alive. The nannies
+    # pass this configuration on to their workers (their logs hold the same specs).
+    dask.config.set({"distributed.admin.low-level-log-length": LOG_LENGTH})
 
     try:
         cluster = _EmbeddedCluster(  # type: ignore[no-untyped-call]
