@@ -18,6 +18,7 @@ __all__ = [
     "pool_processes",
     "process_pool_context",
     "process_pool_pending",
+    "register_before_pool_exit",
     "thread_pool_add_workers",
     "update_worker_status_removal",
 ]
@@ -92,3 +93,21 @@ def update_worker_status_removal(cluster: Any, op: str, msg: Any) -> None:
     import distributed.deploy.cluster
 
     distributed.deploy.cluster.Cluster._update_worker_status(cluster, op, msg)  # type: ignore[no-untyped-call]
+
+
+def register_before_pool_exit(fn: Any) -> None:
+    """Run ``fn`` at interpreter exit *before* ``concurrent.futures`` shuts its thread
+    pools (whose ``submit`` then raises "cannot schedule new futures after shutdown"):
+    the dask client runs its done-callbacks through such a pool, so waiting at exit for
+    pending work must happen before. CPython 3.10-3.13 ``threading._register_atexit``
+    (callbacks run last-registered first, in ``threading._shutdown``); plain ``atexit``
+    where it is missing."""
+    import threading
+
+    register = getattr(threading, "_register_atexit", None)
+    if register is None:
+        import atexit
+
+        atexit.register(fn)
+    else:
+        register(fn)

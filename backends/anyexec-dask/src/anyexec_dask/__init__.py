@@ -16,7 +16,6 @@ Every future handed back is a standard ``concurrent.futures.Future``.
 
 from __future__ import annotations
 
-import atexit
 import concurrent.futures as cf
 import json
 import logging
@@ -371,7 +370,8 @@ class _DaskFuture(cf.Future):  # type: ignore[type-arg]
         return cancel_unqueued(self)
 
 
-_LIVE: weakref.WeakSet[DaskExecutor] = weakref.WeakSet()
+_LIVE: weakref.WeakSet[DaskExecutor] = weakref.WeakSet()  # open executors, for exit
+_CLOSERS: set[threading.Thread] = set()  # closing after shutdown(wait=False), for exit
 
 
 class DaskExecutor(cf.Executor):
@@ -573,9 +573,11 @@ class DaskExecutor(cf.Executor):
             self._wait_pending()
             self._close()
         else:
-            threading.Thread(
+            closer = threading.Thread(
                 target=self._close_when_done, name="anyexec-dask-close", daemon=False
-            ).start()
+            )
+            _CLOSERS.add(closer)
+            closer.start()
 
     def _cancel_queued(self) -> None:
         with self._lock:
@@ -601,8 +603,11 @@ class DaskExecutor(cf.Executor):
         cf.wait(pending)
 
     def _close_when_done(self) -> None:
-        self._wait_pending()
-        self._close()
+        try:
+            self._wait_pending()
+            self._close()
+        finally:
+            _CLOSERS.discard(threading.current_thread())
 
     def _close(self) -> None:
         if not self.owns_client:  # the user's client and cluster: ours are released
@@ -689,7 +694,6 @@ def _aborted(original: BaseException) -> BaseException:
     return err  # type: ignore[no-any-return]
 
 
-@atexit.register  # registered after distributed's own handlers, so it runs before them
 def _finish_at_exit() -> None:
     """As the standard library does at interpreter exit, wait for the work submitted to
     every executor not shut down, then close it. After an uncaught Ctrl-C the user wants
@@ -702,6 +706,8 @@ def _finish_at_exit() -> None:
             ex.shutdown(wait=True, cancel_futures=interrupted)
         except Exception:
             pass
+    for closer in list(_CLOSERS):  # shut down with wait=False: their work still runs
+        closer.join()
 
 
 def validate(options: dict[str, Any]) -> None:
@@ -796,3 +802,8 @@ class DaskBackend(Backend):
                 f"shared with others ({executor.address}); cancel futures instead"
             )
         executor.kill()
+
+
+# Before concurrent.futures closes its thread pools at exit: the client delivers results
+# through one, and waiting for pending work needs those deliveries.
+_compat.register_before_pool_exit(_finish_at_exit)
