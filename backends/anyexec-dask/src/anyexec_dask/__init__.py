@@ -507,7 +507,15 @@ class DaskExecutor(cf.Executor):
             pass
         except Exception as exc:  # the result could not be fetched: the scheduler went away
             if not outer.done():
-                outer.set_exception(exc)
+                lost = SchedulerLost(
+                    f"backend 'dask': the connection to the scheduler at {self.address} "
+                    f"was lost while fetching the task's result: {type(exc).__name__}: {exc}"
+                )
+                lost.__cause__ = exc
+                try:
+                    outer.set_exception(lost)
+                except cf.InvalidStateError:
+                    pass
 
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> cf.Future[Any]:
         if self._closed:
