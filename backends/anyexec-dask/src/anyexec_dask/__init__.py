@@ -507,13 +507,13 @@ class DaskExecutor(cf.Executor):
             pass
         except Exception as exc:  # the result could not be fetched: the scheduler went away
             if not outer.done():
-                lost = SchedulerLost(
+                gone = SchedulerLost(
                     f"backend 'dask': the connection to the scheduler at {self.address} "
                     f"was lost while fetching the task's result: {type(exc).__name__}: {exc}"
                 )
-                lost.__cause__ = exc
+                gone.__cause__ = exc
                 try:
-                    outer.set_exception(lost)
+                    outer.set_exception(gone)
                 except cf.InvalidStateError:
                     pass
 
