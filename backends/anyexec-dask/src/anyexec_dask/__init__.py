@@ -216,7 +216,13 @@ class _Host:
         try:
             if spec.security is None:
                 # Per-cluster credentials, made while the host imports distributed.
-                spec.security = distributed.Security.temporary()
+                try:
+                    spec.security = distributed.Security.temporary()
+                except ImportError as exc:
+                    raise anyexec.BackendUnavailable(
+                        f"backend 'dask': the embedded cluster needs the 'cryptography' "
+                        f"package for its TLS credentials ({exc}); pip install cryptography"
+                    ) from exc
             self.security = spec.security
             payload = pickle.dumps(spec)
             assert self.proc.stdin is not None
