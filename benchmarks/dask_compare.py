@@ -209,7 +209,7 @@ def section_memory(backends: list[str], items: int, external_items: int) -> None
     say()
     me = psutil.Process()
     rows = []
-    for b in backends:
+    for b in backends:  # an empty list: only the external scheduler below
         with anyexec.Executor(b, 2) as ex:
             list(ex.map(tasks.noop, range(1000)))
             watch = [me]
@@ -220,16 +220,25 @@ def section_memory(backends: list[str], items: int, external_items: int) -> None
         rows.append(
             [b, f"{secs:.1f}", f"{growth[0]:.1f}", host, verdict(growth[0] < 50).replace("*", "")]
         )
-    table(
-        ["backend", "seconds", "caller peak RSS growth MiB", "dask host growth MiB", "< 50 MiB"],
-        rows,
-    )
+    if rows:
+        table(
+            [
+                "backend",
+                "seconds",
+                "caller peak RSS growth MiB",
+                "dask host growth MiB",
+                "< 50 MiB",
+            ],
+            rows,
+        )
 
     say(f"Against an external `dask scheduler` (2 `dask worker`s), {external_items:,} items:")
     say()
     with tempfile.TemporaryDirectory() as folder:
         sched_file = Path(folder, "scheduler.json")
         cli = [str(Path(sys.executable).with_name("dask"))]
+        # The scheduler unpickles the task graph: it must import this folder's modules.
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
         procs = [
             subprocess.Popen(
                 [
@@ -245,6 +254,7 @@ def section_memory(backends: list[str], items: int, external_items: int) -> None
                 ],
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
+                env=env,
             )
         ]
         try:
@@ -267,6 +277,7 @@ def section_memory(backends: list[str], items: int, external_items: int) -> None
                         ],
                         stdout=subprocess.DEVNULL,
                         stderr=subprocess.DEVNULL,
+                        env=env,
                     )
                 )
             with anyexec.Executor("dask", 2, address=address).start() as ex:
@@ -417,9 +428,14 @@ def section_arrays(repeat: int) -> None:
     def fresh() -> list[Any]:
         return [np.full(n, float(i)) for i in range(16)]
 
-    def joblib_run(arrays: list[Any]) -> list[Any]:
+    try:
         import joblib
+    except ImportError:
+        say("joblib is not installed (pip install joblib): section skipped")
+        say()
+        return
 
+    def joblib_run(arrays: list[Any]) -> list[Any]:
         return list(joblib.Parallel(n_jobs=2)(joblib.delayed(tasks.array_sum)(a) for a in arrays))
 
     times: dict[str, list[float]] = {}

@@ -21,6 +21,7 @@ import json
 import logging
 import os
 import pickle
+import queue
 import re
 import select
 import signal
@@ -386,6 +387,9 @@ class DaskExecutor(cf.Executor):
     def __init__(self, workers: int, options: dict[str, Any]) -> None:
         self._lock = threading.Lock()
         self._pending: dict[distributed.Future[Any], _DaskFuture] = {}
+        # finished dask futures, for the results thread (_fetch); None stops it
+        self._ready: queue.SimpleQueue[distributed.Future[Any] | None] = queue.SimpleQueue()
+        self._fetcher: threading.Thread | None = None
         self._closed = False
         self.host: _Host | None = None
         self.owns_client = True
@@ -461,28 +465,79 @@ class DaskExecutor(cf.Executor):
         outer = _DaskFuture(inner, self)
         with self._lock:
             self._pending[inner] = outer  # keeps the dask future, hence the task, alive
-        inner.add_done_callback(self._copy)
+            if self._fetcher is None:
+                self._fetcher = threading.Thread(
+                    target=self._fetch, name="anyexec-dask-results", daemon=True
+                )
+                self._fetcher.start()
+        inner.add_done_callback(self._ready.put)
         return outer
 
-    def _copy(self, inner: distributed.Future[Any]) -> None:
-        with self._lock:
-            outer = self._pending.pop(inner, None)
-        if outer is None or outer.done():
-            return
-        status = inner.status
-        if status in ("pending", "lost"):
-            # Done, then its result was lost with a worker before this ran: the scheduler
-            # computes it again; wait for that.
+    def _fetch(self) -> None:
+        """The results thread: copies each finished dask future into its standard one.
+
+        dask runs done-callbacks one at a time on one thread; fetching each result there
+        (a round trip to the cluster per task) made results queue up behind each other.
+        Here every future finished meanwhile is fetched with one ``client.gather``."""
+        while True:
+            batch = [self._ready.get()]
+            while True:
+                try:
+                    batch.append(self._ready.get_nowait())
+                except queue.Empty:
+                    break
+            self._copy([inner for inner in batch if inner is not None])
+            if None in batch:  # closed: what came with the sentinel is settled; stop
+                return
+
+    def _copy(self, batch: list[distributed.Future[Any]]) -> None:
+        finished: list[tuple[distributed.Future[Any], _DaskFuture]] = []
+        for inner in batch:
             with self._lock:
-                self._pending[inner] = outer
-            inner.add_done_callback(self._copy)
+                outer = self._pending.pop(inner, None)
+            if outer is None or outer.done():
+                continue
+            status = inner.status
+            if status in ("pending", "lost"):
+                # Done, then its result was lost with a worker before this ran: the
+                # scheduler computes it again; wait for that.
+                with self._lock:
+                    self._pending[inner] = outer
+                inner.add_done_callback(self._ready.put)
+                continue
+            # Let go of the dask future once copied: the scheduler then frees its result
+            # on the worker now, not whenever the caller's future is garbage-collected.
+            outer._inner = None
+            if status == "finished":
+                finished.append((inner, outer))
+            else:
+                self._settle(inner, outer, str(status))
+        if not finished:
             return
-        # Let go of the dask future once copied: the scheduler then frees its result on
-        # the worker now, not whenever the caller's future is garbage-collected.
-        outer._inner = None
+        try:
+            values = self.client.gather([inner for inner, _ in finished])
+        except Exception:  # one by one, so that each gets its own outcome
+            for inner, outer in finished:
+                self._settle(inner, outer, "finished")
+            return
+        for (_, outer), value in zip(finished, values):
+            self._deliver(outer, value)
+
+    def _deliver(self, outer: _DaskFuture, value: bytes) -> None:
+        try:
+            outer.set_result(pickle.loads(value))
+        except cf.InvalidStateError:  # cancelled meanwhile
+            pass
+        except Exception as exc:  # the result cannot be loaded here
+            try:
+                outer.set_exception(exc)
+            except cf.InvalidStateError:
+                pass
+
+    def _settle(self, inner: distributed.Future[Any], outer: _DaskFuture, status: str) -> None:
         try:
             if status == "finished":
-                outer.set_result(pickle.loads(inner.result()))
+                self._deliver(outer, inner.result())
             elif status == "cancelled":
                 if outer._killed:
                     outer.set_exception(
@@ -624,6 +679,7 @@ class DaskExecutor(cf.Executor):
             _CLOSERS.discard(threading.current_thread())
 
     def _close(self) -> None:
+        self._ready.put(None)  # the results thread ends once it handled what came before
         if not self.owns_client:  # the user's client and cluster: ours are released
             with self._lock:
                 pending = list(self._pending)
