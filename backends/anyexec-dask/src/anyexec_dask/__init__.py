@@ -486,8 +486,12 @@ class DaskExecutor(cf.Executor):
                     batch.append(self._ready.get_nowait())
                 except queue.Empty:
                     break
+            stop = None in batch  # closed: what came with the sentinel is settled first
             self._copy([inner for inner in batch if inner is not None])
-            if None in batch:  # closed: what came with the sentinel is settled; stop
+            # Hold no dask future while waiting for the next: each one held keeps its
+            # result on a worker (and a worker due for a restart busy).
+            del batch
+            if stop:
                 return
 
     def _copy(self, batch: list[distributed.Future[Any]]) -> None:
