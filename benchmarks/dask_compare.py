@@ -507,6 +507,10 @@ def _descendants_alive(pids: set[int]) -> list[int]:
     return alive
 
 
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _interrupt(script: str, group_from_line: bool) -> tuple[float, float, int, int]:
     """Run ``script``; SIGINT once it printed a pid; seconds to exit, seconds until its
     processes are gone (or 30), processes left, /dev/shm files left."""
@@ -520,6 +524,8 @@ def _interrupt(script: str, group_from_line: bool) -> tuple[float, float, int, i
             stderr=subprocess.DEVNULL,
             env=env,
             start_new_session=True,
+            # a script started from a background job inherits SIGINT ignored
+            preexec_fn=_default_sigint,
         )
         assert proc.stdout is not None
         pid = int(proc.stdout.readline())

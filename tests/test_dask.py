@@ -435,7 +435,11 @@ def test_signal_to_the_caller_leaves_no_dask_process(sig: signal.Signals, tmp_pa
     folder.mkdir()
     env = {**os.environ, "ANYEXEC_BACKEND": "dask", "ANYEXEC_WORKERS": "2"}
     proc = subprocess.Popen(
-        [sys.executable, str(script), str(folder)], stdout=subprocess.PIPE, env=env
+        [sys.executable, str(script), str(folder)],
+        stdout=subprocess.PIPE,
+        env=env,
+        # pytest run from a background job would hand SIGINT down ignored
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     try:
         assert proc.stdout is not None
