@@ -93,3 +93,20 @@ def test_distributed_cluster_status_hook() -> None:
 
     assert callable(distributed.deploy.cluster.Cluster._update_worker_status)
     assert "_update_worker_status" in vars(distributed.deploy.spec.SpecCluster)
+
+
+def test_threading_register_atexit_runs_before_thread_pools_close() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import concurrent.futures as cf\n"
+        "from anyexec import _compat\n"
+        "pool = cf.ThreadPoolExecutor(1)\n"
+        "_compat.register_thread_exit(lambda: print(pool.submit(abs, -7).result()))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.stdout.strip() == "7", out.stderr
+    import threading
+
+    assert callable(threading._register_atexit)  # type: ignore[attr-defined]

@@ -327,3 +327,318 @@ def test_embedded_cluster_leaves_no_process() -> None:
     while time.monotonic() < deadline and leftovers():
         time.sleep(0.2)
     assert not leftovers()
+
+
+# -- the embedded cluster: hosted in a subprocess, credentials, signals ---------------------
+
+
+def _inner(ex: anyexec.Executor) -> Any:
+    """The backend's DaskExecutor behind an anyexec Executor."""
+    return ex._pool.inner  # type: ignore[union-attr]
+
+
+_INTRUDER = """
+import sys, distributed
+address = sys.argv[1]
+attempts = {
+    "no credentials": dict(),
+    "other credentials": dict(security=distributed.Security.temporary()),
+    "plain tcp": dict(address=address.replace("tls://", "tcp://")),
+}
+for name, kwargs in attempts.items():
+    try:
+        with distributed.Client(kwargs.pop("address", address), timeout=3,
+                                set_as_default=False, **kwargs) as c:
+            c.submit(sum, [1, 2]).result(timeout=10)
+        print(name, "ADMITTED", flush=True)
+    except Exception as exc:
+        print(name, "refused:", type(exc).__name__, flush=True)
+"""
+
+
+def test_embedded_cluster_refuses_a_process_without_its_credentials() -> None:
+    """The embedded cluster's scheduler speaks TLS with per-cluster temporary certificates
+    that only the caller holds: another local process cannot submit work to it."""
+    with anyexec.Executor("dask", workers=1) as ex:
+        assert ex.submit(tasks.square, 3).result(timeout=60) == 9
+        address = _inner(ex).address
+        assert address.startswith("tls://127.0.0.1:")
+        out = subprocess.run(
+            [sys.executable, "-c", _INTRUDER, address],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        ).stdout
+        print(out)
+        assert out.count("refused:") == 3, out
+        assert "ADMITTED" not in out
+
+
+def test_embedded_cluster_lives_in_a_reaped_subprocess() -> None:
+    """The scheduler runs in the host subprocess, not in the caller (whose memory it grew
+    by every task spec); shutdown() ends the host's whole process group."""
+    with anyexec.Executor("dask", workers=2) as ex:
+        assert list(ex.map(tasks.square, range(10))) == [x * x for x in range(10)]
+        host = _inner(ex).host
+        assert host is not None and host.pid != os.getpid()
+        import distributed.scheduler
+
+        assert not distributed.scheduler.Scheduler._instances  # none in this process
+        group = host.pid
+        assert ex.submit(tasks.where, 0).result(timeout=60)[0] != os.getpid()
+    deadline = time.monotonic() + 30
+    while _group_alive(group) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _group_alive(group)
+
+
+_BARE_MAP = """
+import os, sys, time, anyexec
+from pathlib import Path
+
+def work(i, folder=sys.argv[1]):
+    Path(folder, str(i)).touch()
+    time.sleep(0.25)
+    return i
+
+if __name__ == "__main__":
+    it = anyexec.map(work, range(400), chunksize=1)
+    next(it)
+    print(anyexec.current()._pool.inner.host.pid, flush=True)
+    for _ in it:
+        pass
+"""
+
+
+def _group_alive(pgid: int) -> list[int]:
+    """The live processes of process group ``pgid``. Zombies do not count: they hold
+    nothing, and init reaps them (a container whose pid 1 does not reap leaves them)."""
+    alive = []
+    for p in psutil.process_iter(["status"]):
+        try:
+            if os.getpgid(p.pid) == pgid and p.info["status"] != psutil.STATUS_ZOMBIE:
+                alive.append(p.pid)
+        except (ProcessLookupError, psutil.Error):
+            continue
+    return alive
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGKILL])
+def test_signal_to_the_caller_leaves_no_dask_process(sig: signal.Signals, tmp_path: Path) -> None:
+    """SIGINT during a bare anyexec.map: the caller exits, queued tasks are cancelled.
+    SIGTERM and SIGKILL: the host sees its stdin close and kills its group. Every time,
+    no scheduler, nanny or worker process is left (times printed, bounds generous)."""
+    script = tmp_path / "bare_map.py"
+    script.write_text(_BARE_MAP)
+    folder = tmp_path / "ran"
+    folder.mkdir()
+    env = {**os.environ, "ANYEXEC_BACKEND": "dask", "ANYEXEC_WORKERS": "2"}
+    proc = subprocess.Popen(
+        [sys.executable, str(script), str(folder)],
+        stdout=subprocess.PIPE,
+        env=env,
+        # pytest run from a background job would hand SIGINT down ignored
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()  # the first result arrived
+        assert line.strip().isdigit(), line
+        host = int(line)
+        proc.send_signal(sig)
+        sent = time.monotonic()
+        proc.wait(timeout=60)
+        exited = time.monotonic() - sent
+        while _group_alive(host) and time.monotonic() - sent < 30:
+            time.sleep(0.05)
+        gone = time.monotonic() - sent
+        print(f"{sig.name}: caller exited after {exited:.2f} s, cluster gone after {gone:.2f} s")
+        assert not _group_alive(host), f"dask processes left behind {gone:.1f} s after {sig.name}"
+        assert not list(Path("/dev/shm").glob(f"anyexec-{proc.pid}-*"))
+        ran = len(list(folder.iterdir()))
+        assert ran < 400, "every queued task ran: none was cancelled"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=30)
+
+
+_EXIT_WITHOUT_SHUTDOWN = """
+import sys, time, anyexec
+from pathlib import Path
+
+def work(i, folder=sys.argv[1]):
+    time.sleep(0.3)
+    Path(folder, str(i)).touch()
+    return i
+
+if __name__ == "__main__":
+    ex = anyexec.Executor("dask", workers=2)
+    futures = [ex.submit(work, i) for i in range(6)]
+    if sys.argv[2] == "wait=False":
+        ex.shutdown(wait=False)
+        print(futures[0].result(timeout=120), flush=True)
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("how", ["no shutdown", "wait=False"])
+def test_submitted_work_is_not_lost_at_exit(how: str, tmp_path: Path) -> None:
+    """As with the standard library: work submitted and not waited for still runs when
+    the script ends without shutdown() (and after shutdown(wait=False) the futures still
+    deliver, not CancelledError)."""
+    script = tmp_path / "exit.py"
+    script.write_text(_EXIT_WITHOUT_SHUTDOWN)
+    folder = tmp_path / "ran"
+    folder.mkdir()
+    out = subprocess.run(
+        [sys.executable, str(script), str(folder), how],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stderr
+    assert sorted(int(p.name) for p in folder.iterdir()) == list(range(6))
+    if how == "wait=False":
+        assert out.stdout.strip() == "0"
+
+
+# -- futures as the standard library's ------------------------------------------------------
+
+
+def test_running_call_is_running_and_cannot_be_cancelled() -> None:
+    with anyexec.Executor("dask", workers=2) as ex:
+        fut = ex.submit(tasks.sleep_then, 1.5, "done")
+        deadline = time.monotonic() + 60
+        while not fut.running() and not fut.done() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert fut.running()
+        assert fut.cancel() is False
+        assert fut.result(timeout=60) == "done"
+        assert not fut.cancelled() and not fut.running()
+
+
+def test_shutdown_cancel_futures_spares_running_calls() -> None:
+    ex = anyexec.Executor("dask", workers=2)
+    long = [ex.submit(tasks.sleep_then, 2, i) for i in range(2)]
+    deadline = time.monotonic() + 60
+    while not all(f.running() for f in long) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert all(f.running() for f in long)
+    queued = [ex.submit(tasks.sleep_then, 0.5, i) for i in range(10)]
+    ex.shutdown(wait=True, cancel_futures=True)
+    assert [f.result(timeout=0) for f in long] == [0, 1]  # ran to the end, not cancelled
+    cancelled = [f for f in queued if f.cancelled()]
+    assert len(cancelled) >= 6  # a worker may already hold one or two (documented)
+    assert all(f.done() for f in queued)
+
+
+def test_shutdown_without_wait_still_delivers() -> None:
+    ex = anyexec.Executor("dask", workers=2)
+    fut = ex.submit(tasks.sleep_then, 0.5, "late")
+    ex.shutdown(wait=False)
+    assert fut.result(timeout=60) == "late"
+
+
+# -- faults -------------------------------------------------------------------------------
+
+
+def test_unpicklable_argument_is_unpicklable_error_naming_it() -> None:
+    import threading
+
+    with anyexec.Executor("dask", workers=1) as ex:
+        with pytest.raises(anyexec.UnpicklableError, match=r"argument 0.*_thread\.lock") as info:
+            ex.submit(tasks.square, threading.Lock())
+        assert "Could not serialize" not in str(info.value).split("PicklingError")[0]
+        assert ex.submit(tasks.square, 5).result(timeout=60) == 25
+
+
+def test_worker_dying_while_returning_its_result_is_worker_lost() -> None:
+    """The result is pickled inside the task, so a worker that dies doing it fails the
+    task (counted by allowed-failures), not an endless recompute."""
+    import dask_helpers
+
+    with anyexec.Executor("dask", workers=2) as ex:
+        with pytest.raises(anyexec.WorkerLost, match="allowed-failures"):
+            ex.submit(dask_helpers.returns_worker_killer, 1).result(timeout=240)
+        assert ex.submit(tasks.square, 6).result(timeout=120) == 36
+
+
+@pytest.mark.parametrize("raiser", ["exits", "interrupts"])
+def test_task_base_exception_is_its_outcome_not_dead_workers(raiser: str) -> None:
+    """SystemExit / KeyboardInterrupt in a task comes back as that task's outcome; the
+    worker processes all live on."""
+    import dask_helpers
+
+    fn = getattr(dask_helpers, raiser)
+    with anyexec.Executor("dask", workers=2) as ex:
+        ex.start()
+        before = set(_inner(ex).client.scheduler_info()["workers"])
+        with pytest.raises(BaseException) as info:
+            ex.submit(fn, 3).result(timeout=60)
+        seen = [info.value, info.value.__cause__]
+        wanted = SystemExit if raiser == "exits" else KeyboardInterrupt
+        assert any(isinstance(e, wanted) for e in seen), seen
+        assert ex.submit(tasks.square, 7).result(timeout=60) == 49
+        assert set(_inner(ex).client.scheduler_info()["workers"]) == before
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "match"),
+    [
+        ("threads_per_worker", 0, "threads_per_worker=0 must be"),
+        ("memory_limit", "lots", "memory_limit='lots' is not a size"),
+        ("client", "tcp://x:1", "is not a distributed.Client"),
+        ("security", "yes", "is not a distributed.Security"),
+    ],
+)
+def test_bad_options_are_config_errors_up_front(option: str, value: Any, match: str) -> None:
+    me = psutil.Process()
+    before = {p.pid for p in me.children(recursive=True)}
+    with pytest.raises(anyexec.ConfigError, match=match):
+        anyexec.Executor("dask", **{option: value}).submit(tasks.square, 1)
+    assert {p.pid for p in me.children(recursive=True)} <= before  # nothing started
+
+
+# -- the user's own cluster -----------------------------------------------------------------
+
+
+def test_client_option_runs_on_the_users_client(cluster: RealCluster) -> None:
+    me = psutil.Process()
+    with distributed.Client(cluster.address, set_as_default=False, timeout=30) as client:
+        before = {p.pid for p in me.children(recursive=True)}
+        with anyexec.Executor("dask", client=client) as ex:
+            assert list(ex.map(tasks.square, range(20))) == [x * x for x in range(20)]
+            assert _inner(ex).address == cluster.address
+            assert {p.pid for p in me.children(recursive=True)} <= before  # no 2nd cluster
+        assert client.submit(sum, [1, 2]).result(timeout=60) == 3  # still the user's
+
+
+def test_default_client_is_used_never_a_second_cluster(
+    cluster: RealCluster, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from anyexec import cli
+
+    me = psutil.Process()
+    with distributed.Client(cluster.address, timeout=30) as client:  # the default client
+        before = {p.pid for p in me.children(recursive=True)}
+        with anyexec.Executor("dask") as ex:
+            assert ex.submit(tasks.square, 4).result(timeout=60) == 16
+            assert _inner(ex).address == cluster.address
+            assert "default distributed.Client" in _inner(ex).source
+        assert {p.pid for p in me.children(recursive=True)} <= before
+        assert client.submit(sum, [2, 3]).result(timeout=60) == 5
+        monkeypatch.setenv("ANYEXEC_BACKEND", "dask")
+        assert cli.main(["config"]) == 0
+        assert "cluster: the process's default distributed.Client" in capsys.readouterr().out
+
+
+def test_anyexec_config_names_the_embedded_cluster(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from anyexec import cli
+
+    monkeypatch.setenv("ANYEXEC_BACKEND", "dask")
+    assert cli.main(["config"]) == 0
+    assert "cluster: an embedded cluster in a subprocess" in capsys.readouterr().out

@@ -56,6 +56,9 @@ def _cmd_config(args: argparse.Namespace) -> int:
         print(f"project root: {config.project_root()}")
     for note in s.notes:
         print(f"note: {note}")
+    cluster = getattr(s.backend, "describe_cluster", None)  # backends over a cluster (dask)
+    if cluster is not None:
+        print(f"cluster: {cluster(s.options)}")
     return 0
 
 

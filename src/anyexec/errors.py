@@ -19,6 +19,8 @@ __all__ = [
     "InitializerError",
     "MapTimeout",
     "RemoteTraceback",
+    "SchedulerLost",
+    "SchedulerUnreachable",
     "TaskAborted",
     "TaskTimeout",
     "UnpicklableError",
@@ -107,6 +109,14 @@ class InitializerError(_Wraps):
 
 class WorkerLost(AnyexecError, _cf.BrokenExecutor):
     """A worker died while running the task: names the backend and the exit code or signal."""
+
+
+class SchedulerUnreachable(AnyexecError, ConnectionError):
+    """No scheduler (dask) answered at the configured address within the connect timeout."""
+
+
+class SchedulerLost(AnyexecError, ConnectionError):
+    """The connection to the scheduler (dask) went away while the task was pending."""
 
 
 class RemoteTraceback(Exception):
