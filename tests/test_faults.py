@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -472,3 +473,78 @@ def test_a_pool_nested_in_a_process_task_is_closed_with_the_task(tmp_path: Path)
         )
         assert done.stdout.split("\n")[:2] == ["[3, 6, 10, 15]", "closed"], done.stderr
         assert "Traceback" not in done.stderr, done.stderr
+
+
+class _Stubborn(Exception):
+    """An exception that cannot be pickled back (it holds a lock)."""
+
+    def __init__(self, x: int) -> None:
+        super().__init__(x)
+        self.lock = threading.Lock()
+
+
+def mixed(x: int, crashes: bool = True) -> object:
+    """500 tasks of every kind of trouble; ``crashes`` adds the ones that kill a worker
+    process (never on backends whose workers are the caller's own threads)."""
+    kind = x % 100
+    if kind == 7:
+        time.sleep(300)
+    if crashes and x in (13, 213, 413):
+        os._exit(3)
+    if crashes and x in (31, 331):
+        import ctypes
+
+        ctypes.string_at(0)  # a segfault
+    if kind == 50:
+        raise SystemExit(x)
+    if kind == 60:
+        raise KeyboardInterrupt
+    if kind == 70:
+        return threading.Lock()
+    if kind == 80:
+        raise _Stubborn(x)
+    if kind == 90:
+        raise ValueError("x" * 5_000_000)
+    return x * 2
+
+
+def _expected(x: int, crashes: bool, crossing: bool) -> type | None:
+    """The outcome's type for input ``x`` (None: the doubled value)."""
+    kind = x % 100
+    if kind == 7:
+        return anyexec.TaskTimeout
+    if crashes and x in (13, 213, 413, 31, 331):
+        return anyexec.WorkerLost
+    if kind in (50, 60):
+        return anyexec.TaskAborted
+    if kind == 70:
+        return anyexec.UnpicklableError if crossing else type(threading.Lock())
+    if kind == 80:
+        return anyexec.UnpicklableError if crossing else _Stubborn
+    if kind == 90:
+        return ValueError
+    return None
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", [*WORKER_BACKENDS, "thread", "asyncio"])
+def test_every_input_gets_one_outcome_at_its_index(backend: str) -> None:
+    """The fault mix: hangs, crashes, segfaults, SystemExit, KeyboardInterrupt, unpicklable
+    results and exceptions, huge messages -- each input's outcome at its index, nothing
+    else lost, and closing does not wait for what was abandoned."""
+    import functools
+
+    crossing = backend in ("process", "loky", "dask")
+    fn = functools.partial(mixed, crashes=crossing)
+    with anyexec.Executor(backend, workers=2) as ex:
+        out = list(ex.map(fn, range(500), task_timeout=1, retries=1, return_exceptions=True))
+    assert len(out) == 500
+    wrong = {}
+    for x, got in enumerate(out):
+        want = _expected(x, crossing, crossing)
+        if want is None:
+            if got != x * 2:
+                wrong[x] = repr(got)[:200]
+        elif not isinstance(got, want):
+            wrong[x] = f"{type(got).__name__}: {str(got)[:200]} (expected {want.__name__})"
+    assert not wrong, wrong
