@@ -716,6 +716,11 @@ class _Search:
                 self.progress.step(f"{name} × {workers}, chunksize {chunk}")
                 try:
                     t, got = _run(ex, self.fn, self.items, chunk)
+                    # One run decides whether a pool is explored further: a burst of load
+                    # from other programs must not decide it alone, so a first run that
+                    # falls behind gets a second one while the budget is ample.
+                    if chunk == "auto" and self.far_behind(t, "") and self.left(until) > 3 * t:
+                        t = min(t, _run(ex, self.fn, self.items, chunk)[0])
                 except Exception as exc:
                     row.status, row.note = "failed", f"{type(exc).__name__}: {exc}"
                     continue
