@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from anyexec import registry
+from anyexec import config, registry
 from anyexec._tune_tasks import AsyncStar, Star, anoop, noop
 from anyexec._worker.args import Args
 from anyexec._worker.loops import is_async as _is_async
@@ -610,6 +610,11 @@ class _Search:
             previous: float | None = None
             counts = self.counts(name)
             for i, p in enumerate(counts):
+                try:  # a count the configuration refuses (a ceiling on workers per CPU)
+                    config.resolve(name, p)
+                except ConfigError as exc:
+                    self.rows.append(Candidate(name, p, "auto", "skipped", str(exc)))
+                    continue
                 best = self.screen_pool(name, p, screen_end)
                 if best is None:
                     break
