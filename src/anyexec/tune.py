@@ -13,8 +13,9 @@ search, in order (``docs/tuning.md``):
    once on that pool. Worker counts go from the largest down and stop when fewer workers
    stop helping. One pool at a time: each is shut down before the next one starts, and
    start-up is timed on its own, outside the runs.
-3. **Re-measure the leaders** with :func:`anyexec.measure.measure` (serial and parallel
-   runs alternate), as many times as the rest of the budget allows.
+3. **Re-measure the leaders** the way :func:`anyexec.measure.measure` does (serial and
+   parallel runs alternate), as many times as the rest of the budget allows, stopping
+   early when the machine slows down.
 4. **Decide.** The highest speedup wins; within 5% of it the simpler choice wins (chunk
    size ``"auto"``, the cheaper backend, fewer workers). Below a speedup of 1.1 the answer
    is ``serial``, and the verdict says why.
@@ -36,14 +37,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from anyexec import registry
+from anyexec import config, registry
 from anyexec._tune_tasks import AsyncStar, Star, anoop, noop
 from anyexec._worker.args import Args
 from anyexec._worker.loops import is_async as _is_async
 from anyexec.config import available_cpus
 from anyexec.errors import AnyexecError, ConfigError
 from anyexec.executor import Executor
-from anyexec.measure import Measurement, _run, _same, measure
+from anyexec.measure import Measurement, _run, _same
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -609,6 +610,11 @@ class _Search:
             previous: float | None = None
             counts = self.counts(name)
             for i, p in enumerate(counts):
+                try:  # a count the configuration refuses (a ceiling on workers per CPU)
+                    config.resolve(name, p)
+                except ConfigError as exc:
+                    self.rows.append(Candidate(name, p, "auto", "skipped", str(exc)))
+                    continue
                 best = self.screen_pool(name, p, screen_end)
                 if best is None:
                     break
@@ -715,6 +721,11 @@ class _Search:
                 self.progress.step(f"{name} × {workers}, chunksize {chunk}")
                 try:
                     t, got = _run(ex, self.fn, self.items, chunk)
+                    # One run decides whether a pool is explored further: a burst of load
+                    # from other programs must not decide it alone, so a first run that
+                    # falls behind gets a second one while the budget is ample.
+                    if chunk == "auto" and self.far_behind(t, "") and self.left(until) > 3 * t:
+                        t = min(t, _run(ex, self.fn, self.items, chunk)[0])
                 except Exception as exc:
                     row.status, row.note = "failed", f"{type(exc).__name__}: {exc}"
                     continue
@@ -772,19 +783,17 @@ class _Search:
             self.notes.append("no budget left to re-measure the leaders")
             return
         repeat = min(repeat, MAX_REPEAT)
-        for r in leaders:
+        costs = [
+            self.startup_guess(r.backend, r.workers) + (1 + repeat) * (r.tp or 0) + repeat * self.ts
+            for r in leaders
+        ]
+        for i, r in enumerate(leaders):
             self.progress.step(f"re-measure {r.backend} × {r.workers}, chunksize {r.chunksize}")
+            # Each leader's share of what is left, so a machine that slows down midway
+            # costs repeats, not the budget.
+            until = time.perf_counter() + (self.left() - margin) * costs[i] / sum(costs[i:])
             try:
-                m = measure(
-                    self.fn,
-                    self.items,
-                    backend=r.backend,
-                    workers=r.workers,
-                    repeat=repeat,
-                    chunksize=r.chunksize,
-                    expected=self.expected,
-                    workload=getattr(self.user_fn, "__name__", None),
-                )
+                m = self.alternate(r, repeat, until)
             except Exception as exc:
                 r.status, r.note = "failed", f"re-measuring: {type(exc).__name__}: {exc}"
                 continue
@@ -795,6 +804,43 @@ class _Search:
                 r.status, r.note = "disqualified", f"results differ: {m.mismatch}"
             else:
                 r.status = "re-measured"
+
+    def alternate(self, r: Candidate, repeat: int, until: float) -> Measurement:
+        """:func:`anyexec.measure.measure`'s method (pool started and warmed outside the
+        clock, then one serial and one parallel run in turn), with a deadline: no new
+        round starts once the last one would end after ``until``. At least one round."""
+        chunk = r.chunksize
+        t0 = time.perf_counter()
+        ex = Executor(r.backend, r.workers)
+        try:
+            ex.start()
+            startup = time.perf_counter() - t0
+            _run(ex, self.fn, self.items[: max(1, min(len(self.items), 2 * r.workers))], chunk)
+            ts_times: list[float] = []
+            tp_times: list[float] = []
+            got: list[Any] = []
+            with Executor("serial") as baseline:
+                for _ in range(repeat):
+                    ts_times.append(_run(baseline, self.fn, self.items, chunk)[0])
+                    t, got = _run(ex, self.fn, self.items, chunk)
+                    tp_times.append(t)
+                    if time.perf_counter() + ts_times[-1] + t > until:
+                        break
+        finally:
+            ex.shutdown(wait=True)
+        mismatch = _same(self.expected, got)
+        return Measurement(
+            backend=ex.backend,
+            workers=ex.workers,
+            workload=str(getattr(self.user_fn, "__name__", repr(self.user_fn))),
+            tasks=len(self.items),
+            serial_times=ts_times,
+            parallel_times=tp_times,
+            startup=startup,
+            results_match=mismatch is None,
+            mismatch=mismatch,
+            chunksize=chunk,
+        )
 
     # -- 4. decide ---------------------------------------------------------------------
 
