@@ -11,40 +11,7 @@ from __future__ import annotations
 import pytest
 
 #: (check, a parameter it must have or None, affected backends ("*": all), the cause).
-KNOWN_FAILURES: list[tuple[str, str | None, tuple[str, ...], str]] = [
-    (
-        "test_running_call_cannot_be_cancelled",
-        None,
-        ("asyncio", "dask"),
-        "futures of running calls say running() is False, and cancel() returns True",
-    ),
-    (
-        "test_unpicklable_raises",
-        "function",
-        ("dask",),
-        "dask raises TypeError('Could not serialize object ...'), whose message does not "
-        "mention pickling (the pickling error is its __cause__): not seen as UnpicklableError",
-    ),
-    (
-        "test_unpicklable_raises",
-        "argument",
-        ("dask",),
-        "dask raises TypeError('Could not serialize object ...'), whose message does not "
-        "mention pickling (the pickling error is its __cause__): not seen as UnpicklableError",
-    ),
-    (
-        "test_cancel_futures_spares_running_calls",
-        None,
-        ("asyncio", "dask"),
-        "shutdown(cancel_futures=True) marks running calls as cancelled",
-    ),
-    (
-        "test_shutdown_without_wait_keeps_submitted_calls",
-        None,
-        ("dask",),
-        "shutdown(wait=False) cancels calls already submitted",
-    ),
-]
+KNOWN_FAILURES: list[tuple[str, str | None, tuple[str, ...], str]] = []
 
 
 def mark_known_failures(request: pytest.FixtureRequest, backend: str) -> None:

@@ -57,23 +57,6 @@ class TestPicklingErrorRaisedFromSubmit(PicklingChecks):
         return PicklesInSubmit()
 
     @pytest.fixture(autouse=True)
-    def _known_failures(self, request: pytest.FixtureRequest) -> None:
+    def _only_where_process_is_selected(self, request: pytest.FixtureRequest) -> None:
         if "process" not in selected_backends(request.config):
             pytest.skip("a process pool of its own; checked where 'process' is selected")
-        params = request.node.callspec.params
-        if params.get("what") != "result" and params.get("via") in ("map", "amap"):
-            request.applymarker(
-                pytest.mark.xfail(
-                    reason="map() does not shape a pickling error raised by the backend's "
-                    "submit; Executor.submit does",
-                    strict=False,
-                )
-            )
-        elif params.get("what") == "result":
-            request.applymarker(
-                pytest.mark.xfail(
-                    reason="an unpicklable result is reported as 'could not send the "
-                    "function or an argument'",
-                    strict=False,
-                )
-            )

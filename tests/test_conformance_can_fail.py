@@ -37,7 +37,7 @@ class TestBroken(ConformanceSuite):
 
 #: (defect, checks that must fail (-k), what the failure must say)
 CASES = [
-    ("drop", "test_map_ordered", "*backend *drop* returned tuple with * outcomes for a chunk of *"),
+    ("drop", "test_map_ordered", "*backend *drop* returned * outcomes for a chunk of *"),
     ("reorder", "test_map_ordered", "map results differ from serial: first difference at index"),
     ("twice", "test_each_task_runs_once", "ran tasks more than once (task: runs)"),
     ("swallow", "test_exception_keeps_its_type", "swallowed a task's exception"),

@@ -587,8 +587,8 @@ def test_task_base_exception_is_its_outcome_not_dead_workers(raiser: str) -> Non
 @pytest.mark.parametrize(
     ("option", "value", "match"),
     [
-        ("threads_per_worker", 0, "threads_per_worker=0 must be"),
-        ("memory_limit", "lots", "memory_limit='lots' is not a size"),
+        ("threads_per_worker", 0, "threads_per_worker' must be at least 1"),
+        ("memory_limit", "lots", "Could not interpret 'lots'"),
         ("client", "tcp://x:1", "is not a distributed.Client"),
         ("security", "yes", "is not a distributed.Security"),
     ],

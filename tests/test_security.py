@@ -228,7 +228,7 @@ def test_sensitive_names_of_a_backend_that_is_not_installed_are_refused(
         ("thread", []),
         ("process", []),
         pytest.param("loky", ["env"], marks=needs_loky),
-        pytest.param("dask", ["address", "scheduler_file", "security"], marks=needs_dask),
+        pytest.param("dask", ["address", "client", "scheduler_file", "security"], marks=needs_dask),
     ],
 )
 def test_backends_mark_their_sensitive_options(name: str, marked: list[str]) -> None:

@@ -95,6 +95,11 @@ def _version() -> str:
     """The installed distribution's version; the one source is the file VERSION at the top
     of the repository, which hatch writes into the metadata (read on first use only: worker
     processes never pay for ``importlib.metadata``)."""
+    from anyexec._dist import own_dist_info
+
+    found = own_dist_info()
+    if found is not None:
+        return found[1]
     from importlib import metadata
 
     try:

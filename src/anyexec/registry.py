@@ -14,7 +14,6 @@ from __future__ import annotations
 import functools
 import importlib
 import os
-import sys
 import threading
 import warnings
 from collections.abc import Iterable
@@ -121,17 +120,16 @@ def _core_entry_points() -> list[Any]:
     of this very version sits on ``sys.path`` (a wheel or editable install). Elsewhere
     (an egg, a zip) ``importlib.metadata.distribution`` finds it; empty when anyexec runs
     without installed metadata, and the full scan decides."""
-    from anyexec import __version__
+    from anyexec._dist import own_dist_info
 
-    folder = f"{_CORE_DIST}-{__version__}.dist-info"
-    for entry in sys.path:
-        path = os.path.join(entry or os.curdir, folder, "entry_points.txt")
+    found = own_dist_info()
+    if found is not None:
+        folder, version = found
         try:
-            with open(path, encoding="utf-8") as fh:
-                text = fh.read()
+            with open(os.path.join(folder, "entry_points.txt"), encoding="utf-8") as fh:
+                return _parse_group(fh.read(), GROUP, _OwnDistribution(version))
         except OSError:
-            continue
-        return _parse_group(text, GROUP, _OwnDistribution(__version__))
+            pass
 
     from importlib.metadata import PackageNotFoundError, distribution
 
