@@ -80,7 +80,7 @@ class ChunkSizer:
 
     With a fixed ``chunksize`` it always says that. Adaptive (``chunksize="auto"``), it
     starts at one item, then sizes chunks so each runs about ``target`` seconds inside the
-    worker, judged from an exponentially weighted per-item time of finished chunks. With an
+    worker, judged from a decaying, item-weighted mean time per item of finished chunks. With an
     unknown input length it grows by at most ``GROWTH``× per observation (up to
     ``MAX_CHUNK``); it shrinks at once. When the input length is known it may jump to the
     ideal size at once, and chunks are also kept small enough that each worker gets at
@@ -105,6 +105,8 @@ class ChunkSizer:
         self.max_size = max_size if total is None else 8 * max_size
         self.size = fixed or 1
         self.per_item: float | None = None
+        self._seconds = 0.0
+        self._items = 0.0
         self.handed_out = 0
         #: False while adaptive sizes are still growing towards the target.
         self.settled = fixed is not None
@@ -142,8 +144,11 @@ class ChunkSizer:
     def observe(self, items: int, seconds: float) -> None:
         if self.fixed is not None or items <= 0:
             return
-        sample = seconds / items
-        self.per_item = sample if self.per_item is None else 0.5 * self.per_item + 0.5 * sample
+        # A decaying, item-weighted mean: a large chunk outweighs a one-item one (whose
+        # time is mostly fixed cost), and old chunks fade as the tasks change.
+        self._seconds = 0.5 * self._seconds + seconds
+        self._items = 0.5 * self._items + items
+        self.per_item = self._seconds / self._items
         ideal = self.target / self.per_item if self.per_item > 0 else float(self.max_size)
         # With a known length the balance rule of next_size() already bounds a chunk, so
         # the size may jump to the ideal at once; otherwise it grows step by step, so one
