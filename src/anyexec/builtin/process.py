@@ -59,6 +59,17 @@ def _preload(ctx: Any) -> None:
         ctx.set_forkserver_preload(list(dict.fromkeys([*current, *PRELOAD])))
 
 
+def stop_processes(processes: list[Any]) -> None:
+    """Terminate worker processes (SIGTERM), then kill any still alive 5 s later; used by
+    ``kill`` of the process and loky backends."""
+    for proc in processes:
+        proc.terminate()
+    for proc in processes:
+        proc.join(5)
+        if proc.is_alive():
+            proc.kill()
+
+
 def default_start_method() -> str:
     return "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
 
@@ -104,13 +115,7 @@ class ProcessBackend(Backend):
         submission starts a fresh pool."""
         assert isinstance(executor, cf.ProcessPoolExecutor)
         _compat.process_pool_forget_cancelled(executor)
-        processes = _compat.pool_processes(executor)
-        for proc in processes:
-            proc.terminate()
-        for proc in processes:
-            proc.join(5)
-            if proc.is_alive():
-                proc.kill()
+        stop_processes(_compat.pool_processes(executor))
 
     def open(self, workers: int, **options: Any) -> cf.Executor:
         method = options.get("mp_context") or default_start_method()

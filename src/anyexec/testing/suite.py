@@ -533,13 +533,13 @@ def _skip_unless_processes(ex: Executor, what: str) -> None:
         pytest.skip(f"{ex.backend} has crosses={crosses!r}: {what}")
 
 
-def _await_path(path: str, seconds: float) -> bool:
-    deadline = time.monotonic() + seconds
-    while not os.path.exists(path):
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.01)
-    return True
+def _busy(ex: Executor, evidence: str, seconds: float) -> cf.Future[Any]:
+    """A task that occupies the only worker until the caller writes ``go``."""
+    busy = ex.submit(tasks.wait_for_go, "busy", evidence, seconds)
+    started = os.path.join(evidence, "started-busy")
+    if not tasks.await_file(started, seconds):
+        pytest.fail(f"{ex.backend}: a submitted task did not start within {seconds:g} s")
+    return busy
 
 
 class RouteChecks(Fixtures):
@@ -652,21 +652,13 @@ class FutureChecks(Fixtures):
     a queued call can be cancelled and then never runs, a running one cannot be cancelled
     and says it is running, each done callback runs exactly once."""
 
-    def _busy(self, ex: Executor, evidence: str, seconds: float) -> cf.Future[Any]:
-        """A task that occupies the only worker until the caller writes ``go``."""
-        busy = ex.submit(tasks.wait_for_go, "busy", evidence, seconds)
-        started = os.path.join(evidence, "started-busy")
-        if not _await_path(started, seconds):
-            pytest.fail(f"{ex.backend}: a submitted task did not start within {seconds:g} s")
-        return busy
-
     @pytest.mark.parametrize("via", VIA_SUBMIT)
     def test_queued_call_can_be_cancelled(
         self, make_executor: Any, via: str, evidence: str, anyexec_deadline: float
     ) -> None:
         ex = make_executor(workers=1)
         _skip_unless_pending_possible(ex)
-        busy = self._busy(ex, evidence, anyexec_deadline / 2)
+        busy = _busy(ex, evidence, anyexec_deadline / 2)
         queued = [ex.submit(tasks.record, i, evidence) for i in range(5)]
         if via == "submit":
             last = ex.submit(tasks.record, 5, evidence)
@@ -702,7 +694,7 @@ class FutureChecks(Fixtures):
     ) -> None:
         ex = make_executor(workers=1)
         _skip_unless_pending_possible(ex)
-        busy = self._busy(ex, evidence, anyexec_deadline / 2)
+        busy = _busy(ex, evidence, anyexec_deadline / 2)
         running, cancelled = busy.running(), busy.cancel()
         open(os.path.join(evidence, "go"), "w").close()
         assert running, f"{ex.backend}: running() is False for a call that has started"
@@ -1025,9 +1017,7 @@ class StdlibChecks(Fixtures):
     ) -> None:
         ex = make_executor(workers=1)
         _skip_unless_pending_possible(ex)
-        busy = ex.submit(tasks.wait_for_go, "busy", evidence, anyexec_deadline / 2)
-        if not _await_path(os.path.join(evidence, "started-busy"), anyexec_deadline / 2):
-            pytest.fail(f"{ex.backend}: a submitted call did not start")
+        busy = _busy(ex, evidence, anyexec_deadline / 2)
         queued = ex.submit(tasks.square, 3)
         stopper = threading.Thread(
             target=ex.shutdown, kwargs={"wait": True, "cancel_futures": True}, daemon=True

@@ -134,7 +134,8 @@ def runs_of(directory: str, x: Any) -> int:
     return sum(1 for name in os.listdir(directory) if name.startswith(prefix))
 
 
-def _await_file(path: str, seconds: float) -> bool:
+def await_file(path: str, seconds: float) -> bool:
+    """Whether ``path`` exists within ``seconds`` (polled; tasks meet through files)."""
     deadline = time.monotonic() + seconds
     while not os.path.exists(path):
         if time.monotonic() > deadline:
@@ -148,7 +149,7 @@ def meet(i: int, directory: str, seconds: float) -> bool:
     other. True only if both ran at the same time; False if the other never came (the two
     ran one after the other: inline in ``submit``, or on a single worker)."""
     open(os.path.join(directory, f"here-{i}"), "w").close()
-    return _await_file(os.path.join(directory, f"here-{1 - i}"), seconds)
+    return await_file(os.path.join(directory, f"here-{1 - i}"), seconds)
 
 
 def wait_for_go(x: Any, directory: str, seconds: float) -> str:
@@ -158,7 +159,7 @@ def wait_for_go(x: Any, directory: str, seconds: float) -> str:
     caller writes ``go`` only after ``submit`` returned, so a backend that runs the task
     inside ``submit`` gets ``"never released"``."""
     open(os.path.join(directory, f"started-{x}"), "w").close()
-    released = _await_file(os.path.join(directory, "go"), seconds)
+    released = await_file(os.path.join(directory, "go"), seconds)
     return "released" if released else "never released"
 
 

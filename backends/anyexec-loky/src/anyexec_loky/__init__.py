@@ -25,6 +25,7 @@ from loky.backend.context import get_context
 
 from anyexec import Backend, Option, _compat, _exit
 from anyexec._worker.processes import watch_parent
+from anyexec.builtin.process import stop_processes
 from anyexec.contract import PendingFutures
 
 __all__ = ["LokyBackend", "LokyExecutor"]
@@ -78,12 +79,7 @@ class LokyExecutor(cf.Executor):
         with self._lock:
             self._killed = True  # replaced on the next submit, even before loky noticed
             processes = self.processes()
-        for proc in processes:
-            proc.terminate()
-        for proc in processes:
-            proc.join(5)
-            if proc.is_alive():
-                proc.kill()
+        stop_processes(processes)
 
 
 _armed = False
