@@ -21,7 +21,8 @@ __all__ = ["OutcomeChecks"]
 
 
 class OutcomeChecks(Fixtures):
-    """One outcome per input, at its index; initializers; starmap's keyword items."""
+    """One outcome per input, at its index; initializers; starmap's keyword items;
+    what a library declares with ``require``/``prefer``."""
 
     def test_base_exception_is_the_tasks_outcome(self, executor: Executor) -> None:
         out = list(
@@ -102,3 +103,24 @@ class OutcomeChecks(Fixtures):
             assert list(itertools.islice(endless, 40)) == list(range(1, 41))
         finally:
             endless.close()  # type: ignore[attr-defined]
+
+    def test_require_sharedmem_and_prefer(self, executor: Executor) -> None:
+        backend = executor.settings.backend
+        with anyexec.using(backend, executor.workers) as chosen:
+            assert chosen.settings.backend is backend
+            shared = anyexec.current(require="sharedmem")
+            hinted = anyexec.current(prefer="processes")
+            got = list(anyexec.map(ot.double, range(6), require="sharedmem", timeout=WAIT))
+        assert got == [0, 2, 4, 6, 8, 10]
+        if backend.crosses in ("processes", "cluster"):
+            assert shared.backend == "thread" and shared.workers == executor.workers, (
+                f"{executor.backend}: require='sharedmem' should run on thread, ran on "
+                f"{shared.backend}"
+            )
+        else:
+            assert shared.settings.backend is backend, (
+                f"{executor.backend}: require='sharedmem' changed a backend that shares memory"
+            )
+        assert hinted.settings.backend is backend, (
+            f"{executor.backend}: prefer= is a hint and must not override using()"
+        )
