@@ -663,8 +663,24 @@ def _check_retries(value: Any) -> int:
     return count
 
 
+#: What the picklers of CPython 3.10-3.13 say when an object cannot be pickled: "cannot
+#: pickle '_thread.lock' object", "Can't pickle local object ..." and, from 3.13, "Can't get
+#: local object ..." (a lambda or a function defined in a function).
+_PICKLE_WORDS = ("pickl", "can't get local object", "can't get attribute")
+
+
 def _is_pickling_error(exc: BaseException) -> bool:
-    if isinstance(exc, pickle.PicklingError):
-        return True
-    text = str(exc).lower()
-    return isinstance(exc, (TypeError, AttributeError)) and "pickle" in text
+    """A failure to pickle, by its type, its message, or the error it was raised from (an
+    engine's own serialization error that keeps the pickler's as its cause)."""
+    seen: set[int] = set()
+    error: BaseException | None = exc
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if isinstance(error, pickle.PicklingError):
+            return True
+        if isinstance(error, (TypeError, AttributeError)):
+            text = str(error).lower()
+            if any(word in text for word in _PICKLE_WORDS):
+                return True
+        error = error.__cause__
+    return False
