@@ -301,11 +301,12 @@ def test_open_close_cycles_leak_nothing(backend: str, leak_check: Any) -> None:
 
 
 def _abandoned_now(expected: int, timeout: float = 60) -> int:
-    """``abandoned_threads()``, once it settles at ``expected`` (or after ``timeout``)."""
+    """``abandoned_threads()``, once it settles at ``expected`` or below (or after
+    ``timeout``): calls that earlier tests abandoned may still be ending."""
     from anyexec.contract import abandoned_threads
 
     deadline = time.monotonic() + timeout
-    while abandoned_threads() != expected and time.monotonic() < deadline:
+    while abandoned_threads() > expected and time.monotonic() < deadline:
         time.sleep(0.02)
     return abandoned_threads()
 
@@ -314,6 +315,8 @@ def _abandoned_now(expected: int, timeout: float = 60) -> int:
 def test_closing_never_waits_for_abandoned_calls(backend: str) -> None:
     import threading
 
+    from anyexec.contract import abandoned_threads
+
     release = threading.Event()
 
     def hang_on_0(x: int) -> int:
@@ -321,15 +324,16 @@ def test_closing_never_waits_for_abandoned_calls(backend: str) -> None:
             release.wait(120)
         return x
 
+    before = _abandoned_now(0, timeout=30)  # what earlier tests left running, ending
     try:
         with anyexec.Executor(backend, workers=2) as ex:
             out = list(ex.map(hang_on_0, range(4), task_timeout=0.5, return_exceptions=True))
         # The block was left while the abandoned call still waits for `release`.
         assert isinstance(out[0], anyexec.TaskTimeout) and out[1:] == [1, 2, 3]
-        assert _abandoned_now(1) == 1
+        assert abandoned_threads() >= 1
     finally:
         release.set()
-    assert _abandoned_now(0) == 0
+    assert _abandoned_now(before) <= before
 
 
 def test_asyncio_capacity_comes_back_after_an_abandoned_call() -> None:
@@ -487,8 +491,8 @@ def mixed(x: int, crashes: bool = True) -> object:
     """500 tasks of every kind of trouble; ``crashes`` adds the ones that kill a worker
     process (never on backends whose workers are the caller's own threads)."""
     kind = x % 100
-    if kind == 7:
-        time.sleep(300)
+    if kind == 7:  # hangs; where the call can only be abandoned (threads), not for long
+        time.sleep(300 if crashes else 20)
     if crashes and x in (13, 213, 413):
         os._exit(3)
     if crashes and x in (31, 331):
