@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import importlib.metadata
 import sys
 import threading
 from pathlib import Path
 
 import pytest
+from installed import needs_dask, needs_loky
 
 import anyexec
 from anyexec import config
@@ -19,18 +19,6 @@ def write(path: Path, text: str) -> None:
     config.clear_cache()
 
 
-def _has(module: str) -> bool:
-    """The backend's distribution is installed (its entry point registered), not merely
-    importable."""
-    try:
-        importlib.metadata.distribution(module.replace("_", "-"))
-    except importlib.metadata.PackageNotFoundError:
-        return False
-    return True
-
-
-needs_loky = pytest.mark.skipif(not _has("anyexec_loky"), reason="anyexec-loky not installed")
-needs_dask = pytest.mark.skipif(not _has("anyexec_dask"), reason="anyexec-dask not installed")
 LOKY = pytest.param("loky", marks=needs_loky)
 DASK = pytest.param("dask", marks=needs_dask)
 

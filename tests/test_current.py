@@ -4,35 +4,24 @@ against each configuration layer, on every backend."""
 from __future__ import annotations
 
 import asyncio
-import importlib.metadata
 import logging
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from installed import installed
 
 import anyexec
 from anyexec import cli, config
 from anyexec._worker import context as _context
 
-
-def _has(module: str) -> bool:
-    """The backend's distribution is installed (its entry point registered), not merely
-    importable."""
-    try:
-        importlib.metadata.distribution(module.replace("_", "-"))
-    except importlib.metadata.PackageNotFoundError:
-        return False
-    return True
-
-
 LOKY = pytest.param(
     "loky",
-    marks=pytest.mark.skipif(not _has("anyexec_loky"), reason="anyexec-loky not installed"),
+    marks=pytest.mark.skipif(not installed("anyexec_loky"), reason="anyexec-loky not installed"),
 )
 DASK = pytest.param(
     "dask",
-    marks=pytest.mark.skipif(not _has("anyexec_dask"), reason="anyexec-dask not installed"),
+    marks=pytest.mark.skipif(not installed("anyexec_dask"), reason="anyexec-dask not installed"),
 )
 CROSSING = ["process", LOKY, DASK]  # run tasks in other processes or a cluster
 SHARING = ["serial", "thread", "asyncio"]  # share the caller's memory

@@ -4,12 +4,12 @@ file is trusted explicitly."""
 
 from __future__ import annotations
 
-import importlib.metadata
 import os
 import warnings
 from pathlib import Path
 
 import pytest
+from installed import needs_dask, needs_loky
 
 import anyexec
 from anyexec import config
@@ -22,20 +22,6 @@ needs_root = pytest.mark.skipif(
 needs_owners = pytest.mark.skipif(not hasattr(os, "getuid"), reason="no file owners")
 
 OTHER_UID = 65534  # nobody
-
-
-def _has(module: str) -> bool:
-    """The backend's distribution is installed (its entry point registered), not merely
-    importable."""
-    try:
-        importlib.metadata.distribution(module.replace("_", "-"))
-    except importlib.metadata.PackageNotFoundError:
-        return False
-    return True
-
-
-needs_loky = pytest.mark.skipif(not _has("anyexec_loky"), reason="anyexec-loky not installed")
-needs_dask = pytest.mark.skipif(not _has("anyexec_dask"), reason="anyexec-dask not installed")
 
 
 def write(path: Path, text: str, mode: int = 0o644) -> Path:
