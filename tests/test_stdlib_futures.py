@@ -98,13 +98,7 @@ def gate(tmp_path: Any) -> Iterator[Any]:
             return functools.partial(tasks.wait_for_go, x, self.directory, DEADLINE)
 
         def started(self, x: Any = 0) -> bool:
-            path = os.path.join(self.directory, f"started-{x}")
-            deadline = time.monotonic() + DEADLINE
-            while not os.path.exists(path):
-                if time.monotonic() > deadline:
-                    return False
-                time.sleep(0.01)
-            return True
+            return tasks.await_file(os.path.join(self.directory, f"started-{x}"), DEADLINE)
 
         def open(self) -> None:
             open(os.path.join(self.directory, "go"), "w").close()
