@@ -14,6 +14,8 @@ import multiprocessing
 import os
 import signal
 import sys
+import time
+from multiprocessing import connection as mp_connection
 from typing import Any
 
 from anyexec import _compat, _exit
@@ -60,14 +62,32 @@ def _preload(ctx: Any) -> None:
 
 
 def stop_processes(processes: list[Any]) -> None:
-    """Terminate worker processes (SIGTERM), then kill any still alive 5 s later; used by
-    ``kill`` of the process and loky backends."""
+    """Terminate worker processes (SIGTERM), then SIGKILL any still running 5 s later; used
+    by ``kill`` of the process and loky backends.
+
+    A process counts as ended once its sentinel is ready, whoever reaps it: the pool's own
+    manager thread may collect the exit status first, after which ``is_alive()`` cannot
+    tell (``waitpid`` fails with ECHILD and reads as "still running")."""
     for proc in processes:
         proc.terminate()
-    for proc in processes:
-        proc.join(5)
-        if proc.is_alive():
-            proc.kill()
+    deadline = time.monotonic() + 5
+    running = {proc.sentinel: proc for proc in processes}
+    while running and (left := deadline - time.monotonic()) > 0:
+        for ready in mp_connection.wait(list(running), left):
+            running.pop(ready)
+    for proc in running.values():
+        _sigkill(proc)
+
+
+def _sigkill(proc: Any) -> None:
+    """SIGKILL a worker: ``multiprocessing`` processes have ``kill()``; loky's have only
+    ``terminate()``, so the signal is sent by pid (an already-ended one is skipped)."""
+    if proc.exitcode is not None:
+        return
+    try:
+        os.kill(proc.pid, getattr(signal, "SIGKILL", signal.SIGTERM))
+    except ProcessLookupError:
+        pass
 
 
 def default_start_method() -> str:
