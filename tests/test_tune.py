@@ -28,6 +28,7 @@ from anyexec.tune import (
     Candidate,
     TuneResult,
     TuneTable,
+    _clearly_beats,
     _replace_table,
     profile_file,
     tune,
@@ -227,6 +228,32 @@ def test_worker_counts() -> None:
     assert worker_counts(2, True, 5) == [2, 4, 5]
     assert worker_counts(1, False, 64) == [1]
     assert worker_counts(4, False, 1) == [1]
+
+
+def _remeasured(backend: str, serial: list[float], parallel: list[float]) -> Candidate:
+    from anyexec.measure import Measurement
+
+    m = Measurement(backend, 2, "w", 64, serial, parallel, startup=0.0)
+    return Candidate(backend, 2, status="re-measured", measurement=m)
+
+
+def test_a_difference_within_the_noise_is_a_tie() -> None:
+    # Quiet rounds: 1.9 against 1.6 every time -- a clear win.
+    quiet_process = _remeasured("process", [1.9] * 5, [1.0] * 5)
+    quiet_dask = _remeasured("dask", [1.6] * 5, [1.0] * 5)
+    assert _clearly_beats(quiet_process, quiet_dask)
+    assert not _clearly_beats(quiet_dask, quiet_process)
+    # Busy rounds: dask's median is 8% ahead, but its slowest round is below process's
+    # median, so it is a tie (and the simpler backend wins it).
+    busy_dask = _remeasured("dask", [1.0] * 5, [0.52, 0.55, 0.57, 0.70, 0.50])
+    busy_process = _remeasured("process", [1.0] * 5, [0.60, 0.58, 0.62, 0.55, 0.63])
+    assert busy_dask.speedup > 1.05 * busy_process.speedup  # type: ignore[operator]
+    assert not _clearly_beats(busy_dask, busy_process)
+    # Within 5% is a tie for screened rows (one run each) too.
+    one = Candidate("thread", 2, ts=1.0, times=[0.55])
+    other = Candidate("process", 2, ts=1.0, times=[0.53])
+    assert not _clearly_beats(other, one)
+    assert _clearly_beats(Candidate("loky", 2, ts=1.0, times=[0.4]), one)
 
 
 def test_module_is_callable_like_the_function() -> None:

@@ -155,6 +155,9 @@ class Candidate:
     startup: float | None = None
     measurement: Measurement | None = None
     options: dict[str, Any] = field(default_factory=dict)
+    #: ``ts`` is a serial run taken right after this row's run (a second look at a row
+    #: that fell behind), not the fastest serial run of the whole search.
+    paired: bool = False
 
     @property
     def tp(self) -> float | None:
@@ -178,6 +181,15 @@ class Candidate:
         s = self.speedup
         return None if s is None else s / self.workers
 
+    def round_speedups(self) -> list[float]:
+        """Serial over parallel time of each alternating round (one paired figure per
+        round), or the single speedup of a screened row."""
+        m = self.measurement
+        if m is not None:
+            return [ts / tp for ts, tp in zip(m.serial_times, m.parallel_times) if tp > 0]
+        s = self.speedup
+        return [] if s is None else [s]
+
     @property
     def valid(self) -> bool:
         """Measured, and its results equal serial's."""
@@ -194,6 +206,7 @@ class Candidate:
             "status": self.status,
             "note": self.note,
             "ts": self.ts,
+            "ts_paired": self.paired,
             "tp": self.tp,
             "times": self.times,
             "speedup": self.speedup,
@@ -384,6 +397,20 @@ def _cloudpickles(obj: Any) -> bool:
         return True
     except Exception:
         return False
+
+
+def _clearly_beats(a: Candidate, b: Candidate) -> bool:
+    """Whether ``a``'s speedup is above ``b``'s by more than the noise: by more than
+    ``TIE``, and, where both were re-measured, with ``a``'s slowest round above ``b``'s
+    median and ``a``'s median above ``b``'s fastest round. On a busy machine the rounds
+    spread, and a difference within the spread is a tie, which the simpler choice wins."""
+    sa, sb = a.speedup or 0.0, b.speedup or 0.0
+    if sa * (1 - TIE) <= sb:
+        return False
+    if a.measurement is None or b.measurement is None:
+        return True
+    ra, rb = a.round_speedups(), b.round_speedups()
+    return min(ra, default=sa) > sb and sa > max(rb, default=sb)
 
 
 def _cpu_share(seconds: float = 0.03) -> float:
@@ -607,7 +634,7 @@ class _Search:
                 continue
             # From the most workers down, until fewer workers are clearly slower (on a tie
             # fewer workers are preferred, so the search goes on).
-            previous: float | None = None
+            previous: float | None = None  # the speedup of the count before
             counts = self.counts(name)
             for i, p in enumerate(counts):
                 try:  # a count the configuration refuses (a ceiling on workers per CPU)
@@ -623,27 +650,31 @@ class _Search:
                     for q in counts[i + 1 :]:
                         self.rows.append(Candidate(name, q, "auto", "dropped", behind))
                     break
-                if previous is not None and best > previous * (1 + TIE):
+                if previous is not None and best * (1 + TIE) < previous:
                     for q in counts[i + 1 :]:
                         why = f"{p} workers were slower than {counts[i - 1]}"
                         self.rows.append(Candidate(name, q, "auto", "skipped", why))
                     break
                 previous = best
 
-    def far_behind(self, tp: float | None, what: str) -> str:
-        """Why a pool whose best run took ``tp`` is not worth more runs (other chunk
-        sizes, fewer workers), or "" if it is: it must beat serial clearly and be within
-        reach of the best candidate so far, since its first run was its best-placed one
-        ("auto" chunks, the most workers)."""
-        if tp is None:
+    def far_behind(self, speedup: float | None, what: str) -> str:
+        """Why a pool whose best speedup was ``speedup`` is not worth more runs (other
+        chunk sizes, fewer workers), or "" if it is: it must beat serial clearly and be
+        within reach of the best candidate so far, since its first run was its
+        best-placed one ("auto" chunks, the most workers)."""
+        if speedup is None:
             return f"{what} did not run"
-        if tp * CLEAR_MARGIN > self.ts:
+        if speedup < CLEAR_MARGIN:
             return f"{what} did not beat serial by {CLEAR_MARGIN:.1f}×"
-        times = [r.tp for r in self.rows if r.valid and r.backend != "serial"]
-        best = min([t for t in times if t is not None], default=tp)
-        if tp > LEADER_WINDOW * best:
-            return f"{what} was {tp / best:.1f}× slower than the best so far"
+        best = max(self.speedups(), default=speedup)
+        if speedup * LEADER_WINDOW < best:
+            return f"{what} was {best / speedup:.1f}× slower than the best so far"
         return ""
+
+    def speedups(self) -> list[float]:
+        """The speedup of every parallel candidate measured so far."""
+        found = (r.speedup for r in self.rows if r.valid and r.backend != "serial")
+        return [s for s in found if s is not None]
 
     def order(self) -> list[str]:
         rank = {n: i for i, n in enumerate(PREFERENCE)}
@@ -655,8 +686,8 @@ class _Search:
         )
 
     def screen_pool(self, name: str, workers: int, until: float) -> float | None:
-        """Time every chunk size once on one pool of ``name``; the best Tp, or None when
-        nothing ran (dropped, failed, out of budget)."""
+        """Time every chunk size once on one pool of ``name``; the best speedup, or None
+        when nothing ran (dropped, failed, out of budget)."""
         # Start-up and shutdown, a warm-up and one run at least.
         guess = self.startup_guess(name, workers) + 2 * self.ts
         # Until something parallel has been measured, screening may eat into the share
@@ -721,11 +752,8 @@ class _Search:
                 self.progress.step(f"{name} × {workers}, chunksize {chunk}")
                 try:
                     t, got = _run(ex, self.fn, self.items, chunk)
-                    # One run decides whether a pool is explored further: a burst of load
-                    # from other programs must not decide it alone, so a first run that
-                    # falls behind gets a second one while the budget is ample.
-                    if chunk == "auto" and self.far_behind(t, "") and self.left(until) > 3 * t:
-                        t = min(t, _run(ex, self.fn, self.items, chunk)[0])
+                    if chunk == "auto" and self.far_behind(self.ts / t, ""):
+                        t = self.second_look(ex, row, t, until)
                 except Exception as exc:
                     row.status, row.note = "failed", f"{type(exc).__name__}: {exc}"
                     continue
@@ -734,10 +762,28 @@ class _Search:
                 if mismatch is not None:
                     row.status, row.note = "disqualified", f"results differ: {mismatch}"
                     continue
-                best = t if best is None else min(best, t)
+                s = row.speedup or 0.0
+                best = s if best is None else max(best, s)
         finally:
             ex.shutdown(wait=True)  # before the next pool starts, outside every timed run
         return best
+
+    def second_look(self, ex: Executor, row: Candidate, first: float, until: float) -> float:
+        """A pool's first run decides whether it is explored further, and a burst of load
+        from other programs must not decide that alone. A first run that falls behind is
+        run once more, followed at once by a serial run: if the machine was slow for both,
+        that pair, not the fastest serial run of the search, gives the row's speedup. The
+        Tp to record for ``row`` (its ``ts`` is set when the pair counts)."""
+        if self.left(until) < 2 * first + self.ts:
+            return first
+        again, _ = _run(ex, self.fn, self.items, "auto")
+        with Executor("serial") as baseline:
+            ts_now, _ = _run(baseline, self.fn, self.items, "auto")
+        self.serial_times.append(ts_now)
+        if ts_now / again > self.ts / first:
+            row.ts, row.paired = ts_now, True
+            return again
+        return min(first, again)
 
     def probe(self, ex: Executor, name: str, workers: int, startup: float) -> Probe:
         self.progress.step(f"{name} × {workers}: per-task cost")
@@ -754,12 +800,12 @@ class _Search:
     def remeasure(self) -> None:
         ranked = sorted(
             (r for r in self.rows if r.valid and r.backend != "serial"),
-            key=lambda r: r.tp or 0.0,
+            key=lambda r: -(r.speedup or 0.0),
         )
         if not ranked:
             return
-        top = ranked[0].tp or 0.0
-        near = [r for r in ranked if (r.tp or 0.0) <= LEADER_WINDOW * top]
+        top = ranked[0].speedup or 0.0
+        near = [r for r in ranked if (r.speedup or 0.0) * LEADER_WINDOW >= top]
         # Each backend's best first, so every backend that is close gets an honest figure
         # (threads included: whether they are within reach of processes is worth knowing),
         # then each backend's runner-up.
@@ -849,7 +895,7 @@ class _Search:
         # calibration's and the leaders'): a busy machine only ever adds time to either.
         ts = min(self.serial_times)
         for r in self.rows:
-            if r.measurement is None and r.ts is not None:
+            if r.measurement is None and r.ts is not None and not r.paired:
                 r.ts = ts
             if r.backend == "serial":
                 r.times = [ts]
@@ -860,8 +906,8 @@ class _Search:
             rank["asyncio"] = -1
         chosen: Candidate | None = None
         if pool:
-            best = max(r.speedup or 0.0 for r in pool)
-            near = [r for r in pool if (r.speedup or 0.0) >= best * (1 - TIE)]
+            top = max(pool, key=lambda r: r.speedup or 0.0)
+            near = [r for r in pool if not _clearly_beats(top, r)]
             chosen = min(
                 near,
                 key=lambda r: (
