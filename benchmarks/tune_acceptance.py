@@ -90,6 +90,7 @@ def main() -> int:
     ap.add_argument("--budget", type=float, default=60.0)
     ap.add_argument("--only", default=",".join(WORKLOADS), help="comma-separated workloads")
     ap.add_argument("--out", type=Path, help="also write the table (markdown) here")
+    ap.add_argument("--keep", type=Path, help="keep each run's --json output in this folder")
     args = ap.parse_args()
     names = [n.strip() for n in args.only.split(",") if n.strip()]
     unknown = sorted(set(names) - set(WORKLOADS))
@@ -104,10 +105,12 @@ def main() -> int:
     ]
     held = {n: 0 for n in names}
     with tempfile.TemporaryDirectory() as tmp:
+        scratch = args.keep or Path(tmp)
+        scratch.mkdir(parents=True, exist_ok=True)
         for run in range(1, args.runs + 1):
             for name in names:  # workloads interleaved, so a busy spell hits several
                 inputs, check = WORKLOADS[name]
-                doc, wall = run_once(name, inputs, args.budget, Path(tmp))
+                doc, wall = run_once(name, inputs, args.budget, scratch)
                 ok, expected = check(doc)
                 held[name] += ok
                 rec = doc["recommendation"]

@@ -401,16 +401,20 @@ def _cloudpickles(obj: Any) -> bool:
 
 def _clearly_beats(a: Candidate, b: Candidate) -> bool:
     """Whether ``a``'s speedup is above ``b``'s by more than the noise: by more than
-    ``TIE``, and, where both were re-measured, with ``a``'s slowest round above ``b``'s
-    median and ``a``'s median above ``b``'s fastest round. On a busy machine the rounds
-    spread, and a difference within the spread is a tie, which the simpler choice wins."""
+    ``TIE``, and, where both were re-measured, with ``a``'s lower quartile of rounds above
+    ``b``'s median and ``a``'s median above ``b``'s upper quartile. On a busy machine the
+    rounds spread, and a difference within the spread is a tie, which the simpler choice
+    wins; quartiles (nearest rank) rather than the extremes, so one disturbed round does
+    not make a tie of a clear difference."""
     sa, sb = a.speedup or 0.0, b.speedup or 0.0
     if sa * (1 - TIE) <= sb:
         return False
     if a.measurement is None or b.measurement is None:
         return True
-    ra, rb = a.round_speedups(), b.round_speedups()
-    return min(ra, default=sa) > sb and sa > max(rb, default=sb)
+    ra, rb = sorted(a.round_speedups()), sorted(b.round_speedups())
+    if not ra or not rb:
+        return True
+    return ra[len(ra) // 4] > sb and sa > rb[-1 - len(rb) // 4]
 
 
 def _cpu_share(seconds: float = 0.03) -> float:
@@ -771,19 +775,20 @@ class _Search:
     def second_look(self, ex: Executor, row: Candidate, first: float, until: float) -> float:
         """A pool's first run decides whether it is explored further, and a burst of load
         from other programs must not decide that alone. A first run that falls behind is
-        run once more, followed at once by a serial run: if the machine was slow for both,
-        that pair, not the fastest serial run of the search, gives the row's speedup. The
-        Tp to record for ``row`` (its ``ts`` is set when the pair counts)."""
-        if self.left(until) < 2 * first + self.ts:
+        run once more between two serial runs, and that trio replaces it: the faster
+        serial run over the new run is the row's speedup, whether or not it is better
+        than the first figure (choosing the better of two noisy figures would favour
+        exactly the rows that were measured twice). Returns the Tp to record for ``row``
+        and sets its ``ts``."""
+        if self.left(until) < 2 * first + 2 * self.ts:
             return first
-        again, _ = _run(ex, self.fn, self.items, "auto")
         with Executor("serial") as baseline:
-            ts_now, _ = _run(baseline, self.fn, self.items, "auto")
-        self.serial_times.append(ts_now)
-        if ts_now / again > self.ts / first:
-            row.ts, row.paired = ts_now, True
-            return again
-        return min(first, again)
+            before, _ = _run(baseline, self.fn, self.items, "auto")
+            again, _ = _run(ex, self.fn, self.items, "auto")
+            after, _ = _run(baseline, self.fn, self.items, "auto")
+        self.serial_times += [before, after]
+        row.ts, row.paired = min(before, after), True
+        return again
 
     def probe(self, ex: Executor, name: str, workers: int, startup: float) -> Probe:
         self.progress.step(f"{name} × {workers}: per-task cost")
