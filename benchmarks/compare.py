@@ -11,10 +11,11 @@ is a ratio of two figures from the same run. Sections:
    throughput, thread ≥ 10× raw ThreadPoolExecutor.map, asyncio ≥ 5× one portal call per
    task, dask ≥ 50× naive client.map);
 3. CPU-bound 20 ms tasks: efficiency against raw pools, loky, joblib and mpire;
-4. thin wrapper: 10 ms tasks with the same chunksize, anyexec against the raw executor;
-5. large arrays: 16 × 50 MiB, arr.sum(), against joblib's memmapping on fresh arrays;
-6. memory: peak RSS growth over a 10,000,000-item generator, per backend;
-7. start-up: create a pool, get one result, close it, against the raw pool doing the same.
+4. thin wrapper: 10 ms tasks with the same chunksize, anyexec against the raw executor.
+
+Measured elsewhere, each tool in an interpreter of its own: per-item cost and fresh arrays
+(``overhead.py``), start-up with the first cycle counted (``startup.py``), memory over a
+10,000,000-item map on every backend and every dask target (``dask_compare.py``).
 """
 
 from __future__ import annotations
@@ -29,7 +30,6 @@ import os
 import platform
 import statistics
 import sys
-import threading
 import time
 from collections.abc import Callable
 from importlib import metadata
@@ -38,8 +38,6 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-import numpy as np
-import psutil
 import tasks
 
 import anyexec
@@ -115,6 +113,20 @@ class Dask:
         self.cluster.close()
 
 
+def raw_loky() -> Any:
+    """A loky pool of its own for "raw loky" (None without loky). Not loky's reusable
+    executor: joblib's loky backend uses that one with other arguments, and loky replaces
+    it whenever the arguments change, so alternating the two would restart the workers on
+    every switch and slow both down."""
+    if not have("loky"):
+        return None
+    from loky import ProcessPoolExecutor
+
+    pool = ProcessPoolExecutor(max_workers=P)
+    list(pool.map(abs, range(2 * P)))  # workers started outside every timed run
+    return pool
+
+
 def anyexec_ex(backend: str, dask: Dask | None = None, workers: int = P) -> anyexec.Executor:
     if backend == "dask" and dask is not None:
         return anyexec.Executor("dask", workers, address=dask.address).start()
@@ -143,10 +155,9 @@ def section_workloads(backends: list[str], dask: Dask | None, repeat: int) -> No
         list(ppe.map(fn, xs[:4]))
         runs["raw ThreadPoolExecutor.map"] = lambda: list(tpe.map(fn, xs))
         runs["raw ProcessPoolExecutor.map"] = lambda: list(ppe.map(fn, xs))
-        if have("loky"):
-            from loky import get_reusable_executor
-
-            runs["raw loky map"] = lambda: list(get_reusable_executor(P).map(fn, xs))
+        lky = raw_loky()
+        if lky is not None:
+            runs["raw loky map"] = lambda: list(lky.map(fn, xs))
         if have("joblib"):
             runs["joblib loky"] = lambda: joblib_run(fn, xs)
             runs["joblib threading"] = lambda: joblib_run(fn, xs, "threading")
@@ -160,6 +171,8 @@ def section_workloads(backends: list[str], dask: Dask | None, repeat: int) -> No
             rows.append([name, label, f"{tp:.3f}{note}", f"{ts / tp:.2f}"])
         tpe.shutdown()
         ppe.shutdown()
+        if lky is not None:
+            lky.shutdown()
         for ex in execs.values():
             ex.shutdown()
     table(["workload", "tool", "Tp s", "S"], rows)
@@ -247,10 +260,9 @@ def section_cpu(backends: list[str], dask: Dask | None, repeat: int) -> None:
         runs[f"anyexec {b}"] = functools.partial(lambda ex: list(ex.map(fn, xs)), ex)
     ppe = cf.ProcessPoolExecutor(P, mp_context=multiprocessing.get_context("forkserver"))
     runs["raw ProcessPoolExecutor.map"] = lambda: list(ppe.map(fn, xs))
-    if have("loky"):
-        from loky import get_reusable_executor
-
-        runs["raw loky map"] = lambda: list(get_reusable_executor(P).map(fn, xs))
+    lky = raw_loky()
+    if lky is not None:
+        runs["raw loky map"] = lambda: list(lky.map(fn, xs))
     if have("joblib"):
         runs["joblib loky"] = lambda: joblib_run(fn, xs)
     mp_pool = None
@@ -287,6 +299,8 @@ def section_cpu(backends: list[str], dask: Dask | None, repeat: int) -> None:
         )
     say()
     ppe.shutdown()
+    if lky is not None:
+        lky.shutdown()
     if mp_pool is not None:
         mp_pool.terminate()
     for ex in execs.values():
@@ -318,14 +332,13 @@ def section_thin(backends: list[str], dask: Dask | None, repeat: int) -> None:
                 lambda: list(ppe.map(tasks.sleep10ms, xs, chunksize=1)),
             )
         )
-    if "loky" in execs:
-        from loky import get_reusable_executor
-
+    lky = raw_loky() if "loky" in execs else None
+    if lky is not None:
         pairs.append(
             (
                 "loky",
                 lambda: list(execs["loky"].map(tasks.sleep10ms, xs, chunksize=1)),
-                lambda: list(get_reusable_executor(P).map(tasks.sleep10ms, xs, chunksize=1)),
+                lambda: list(lky.map(tasks.sleep10ms, xs, chunksize=1)),
             )
         )
     if "dask" in execs and dask is not None:
@@ -382,189 +395,10 @@ def section_thin(backends: list[str], dask: Dask | None, repeat: int) -> None:
     table(["backend", "anyexec Tp s", "raw Tp s", "anyexec vs raw", "within 3%"], rows)
     tpe.shutdown()
     ppe.shutdown()
+    if lky is not None:
+        lky.shutdown()
     for ex in execs.values():
         ex.shutdown()
-
-
-def section_arrays(backends: list[str], dask: Dask | None, repeat: int) -> None:
-    say("## 5. Large arrays: 16 × 50 MiB float64, arr.sum(), 2 workers")
-    say()
-    n = 50 * 2**20 // 8
-
-    def fresh() -> list[Any]:
-        return [np.full(n, float(i)) for i in range(16)]
-
-    expected = [float(i) * n for i in range(16)]
-    rows = []
-    times: dict[str, float] = {}
-
-    def record(
-        label: str, make: Callable[[], list[Any]], run: Callable[[list[Any]], list[Any]]
-    ) -> None:
-        got_times = []
-        for _ in range(repeat):
-            arrays = make()  # fresh arrays every time: no cache can help
-            gc.collect()
-            t = time.perf_counter()
-            got = run(arrays)
-            got_times.append(time.perf_counter() - t)
-            assert got == expected, (label, got[:3])
-            del arrays
-        times[label] = statistics.median(got_times)
-        rows.append([label, f"{times[label]:.3f}"])
-
-    for b in [b for b in backends if b in ("process", "loky", "dask", "thread")]:
-        with anyexec_ex(b, dask) as ex:
-            list(ex.map(tasks.noop, range(4)))
-            record(f"anyexec {b}", fresh, lambda arrays: list(ex.map(tasks.array_sum, arrays)))
-            if b == "process":
-
-                def shared() -> list[Any]:
-                    out = []
-                    for i in range(16):
-                        a = anyexec.shared_array(n)
-                        a[:] = float(i)
-                        out.append(a)
-                    return out
-
-                record(
-                    "anyexec process, arrays made with anyexec.shared_array",
-                    shared,
-                    lambda arrays: list(ex.map(tasks.array_sum, arrays)),
-                )
-                record(
-                    "anyexec process, share_arrays=False (pickled)",
-                    fresh,
-                    lambda arrays: list(ex.map(tasks.array_sum, arrays, share_arrays=False)),
-                )
-    if have("joblib"):
-        record(
-            "joblib loky, memmapping (fresh arrays)",
-            fresh,
-            lambda arrays: joblib_run(tasks.array_sum, arrays),
-        )
-    record("plain loop in this process", fresh, lambda arrays: [tasks.array_sum(a) for a in arrays])
-    table(["tool", "seconds (median)"], rows)
-    base = times.get("joblib loky, memmapping (fresh arrays)")
-    if base:
-        for label, t in times.items():
-            if label.startswith("anyexec"):
-                say(
-                    f"- {label}: {base / t:.1f}× joblib memmapping "
-                    f"({'met' if base / t >= 5 else 'below'} the 5× target)"
-                )
-        say()
-
-
-def section_memory(backends: list[str], dask: Dask | None, items: int) -> None:
-    say(f"## 6. Memory: map over a {items:,}-item generator (no-op tasks, 2 workers)")
-    say()
-    rows = []
-    me = psutil.Process()
-    for b in backends:
-        with anyexec_ex(b, dask) as ex:
-            list(ex.map(tasks.noop, range(1000)))
-            gc.collect()
-            base = me.memory_info().rss
-            peak = [base]
-            stop = threading.Event()
-
-            def sample() -> None:
-                while not stop.is_set():
-                    peak[0] = max(peak[0], me.memory_info().rss)
-                    time.sleep(0.01)
-
-            watcher = threading.Thread(target=sample, daemon=True)
-            watcher.start()
-            t = time.perf_counter()
-            count = 0
-            for _ in ex.map(tasks.noop, (i for i in range(items))):
-                count += 1
-            elapsed = time.perf_counter() - t
-            stop.set()
-            watcher.join()
-            assert count == items
-            growth = (peak[0] - base) / 2**20
-            rows.append(
-                [
-                    b,
-                    f"{elapsed:.1f}",
-                    f"{elapsed / items * 1e6:.2f}",
-                    f"{growth:.1f}",
-                    "met" if growth < 50 else "MISSED",
-                ]
-            )
-    table(["backend", "seconds", "µs per task", "peak RSS growth MiB", "< 50 MB"], rows)
-
-
-def _raw_cycles() -> dict[str, tuple[str, Callable[[], Any]]]:
-    """What each backend wraps, doing the same cycle: create, one result, close."""
-
-    def thread() -> None:
-        with cf.ThreadPoolExecutor(P) as ex:
-            ex.submit(tasks.noop, 2).result()
-
-    def process() -> None:
-        ctx = multiprocessing.get_context("forkserver")
-        with cf.ProcessPoolExecutor(P, mp_context=ctx) as ex:
-            ex.submit(tasks.noop, 2).result()
-
-    def loky() -> None:
-        from loky import get_reusable_executor
-
-        ex = get_reusable_executor(max_workers=P)
-        ex.submit(tasks.noop, 2).result()
-        ex.shutdown(wait=True)
-
-    def dask() -> None:
-        import distributed
-
-        with (
-            distributed.LocalCluster(
-                n_workers=P,
-                threads_per_worker=1,
-                host="127.0.0.1",
-                dashboard_address="127.0.0.1:0",
-                silence_logs=logging.ERROR,
-            ) as cluster,
-            distributed.Client(cluster, set_as_default=False) as client,
-        ):
-            client.submit(tasks.noop, 2).result()
-
-    return {
-        "thread": ("ThreadPoolExecutor", thread),
-        "asyncio": ("ThreadPoolExecutor", thread),
-        "process": ("ProcessPoolExecutor (forkserver)", process),
-        "loky": ("loky get_reusable_executor + shutdown", loky),
-        "dask": ("LocalCluster + Client", dask),
-    }
-
-
-def section_startup(backends: list[str], repeat: int) -> None:
-    say("## 7. Start-up: create a pool, get one result, close it (2 workers)")
-    say()
-    say("Seconds per cycle (median); the first cycle, which starts interpreter-wide helpers")
-    say("such as the forkserver, is not counted.")
-    say()
-    raw = _raw_cycles()
-    rows = []
-    for b in backends:
-
-        def ours(b: str = b) -> None:
-            with anyexec.Executor(b, P) as ex:
-                ex.submit(tasks.noop, 2).result()
-
-        n = max(3, repeat // 3) if b == "dask" else repeat * 4
-        ours()
-        t_ours = med(ours, n)[0]
-        peer, run = raw.get(b, ("", None))
-        if run is None:
-            rows.append([b, f"{t_ours:.3f}", "", "", ""])
-            continue
-        run()
-        t_raw = med(run, n)[0]
-        rows.append([b, f"{t_ours:.3f}", peer, f"{t_raw:.3f}", f"{t_ours / t_raw:.2f}"])
-    table(["backend", "anyexec s", "raw equivalent", "raw s", "ratio"], rows)
 
 
 def versions() -> str:
@@ -581,8 +415,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, help="write the markdown report here")
     parser.add_argument("--repeat", type=int, default=5)
-    parser.add_argument("--memory-items", type=int, default=10_000_000)
-    parser.add_argument("--sections", default="1,2,3,4,5,6,7")
+    parser.add_argument("--sections", default="1,2,3,4")
     args = parser.parse_args()
     backends = [b.name for b in anyexec.backends() if b.available]
     say(f"Command: `python benchmarks/compare.py {' '.join(sys.argv[1:])}`".replace(" `", "`", 0))
@@ -593,8 +426,7 @@ def main() -> None:
     )
     say()
     wanted = set(args.sections.split(","))
-    # The shared cluster idles through section 7 otherwise, taking CPU from start-up runs.
-    dask = Dask() if "dask" in backends and wanted & set("123456") else None
+    dask = Dask() if "dask" in backends else None
     try:
         if "1" in wanted:
             section_workloads(backends, dask, args.repeat)
@@ -604,12 +436,6 @@ def main() -> None:
             section_cpu(backends, dask, args.repeat)
         if "4" in wanted:
             section_thin(backends, dask, args.repeat)
-        if "5" in wanted:
-            section_arrays(backends, dask, min(args.repeat, 3))
-        if "6" in wanted:
-            section_memory(backends, dask, args.memory_items)
-        if "7" in wanted:
-            section_startup(backends, args.repeat)
     finally:
         if dask is not None:
             dask.close()
