@@ -118,6 +118,10 @@ async def _restart_idle(worker: distributed.Worker) -> None:
         await asyncio.sleep(0.1)
 
 
+#: At most this many seconds between a result finishing on a worker and its fetch from the
+#: caller, while the results thread waits for more to fetch in the same round trip.
+LINGER = 0.02
+
 #: Arrays at least this large (bytes) are scattered to the workers once, not pickled into
 #: the task graph.
 SCATTER_THRESHOLD = 1 << 20
@@ -467,14 +471,10 @@ class DaskExecutor(cf.Executor):
 
         dask runs done-callbacks one at a time on one thread; fetching each result there
         (a round trip to the cluster per task) made results queue up behind each other.
-        Here every future finished meanwhile is fetched with one ``client.gather``."""
+        Here finished futures are fetched together, one ``client.gather`` per batch
+        (:meth:`_next_batch` says when a batch is complete)."""
         while True:
-            batch = [self._ready.get()]
-            while True:
-                try:
-                    batch.append(self._ready.get_nowait())
-                except queue.Empty:
-                    break
+            batch = self._next_batch()
             stop = None in batch  # closed: what came with the sentinel is settled first
             self._copy([inner for inner in batch if inner is not None])
             # Hold no dask future while waiting for the next: each one held keeps its
@@ -482,6 +482,37 @@ class DaskExecutor(cf.Executor):
             del batch
             if stop:
                 return
+
+    def _next_batch(self) -> list[distributed.Future[Any] | None]:
+        """The next finished futures to fetch in one ``gather``: at least one, then more
+        while they come, until a quarter of the pending futures are in (a map's window
+        is refilled a quarter at a time), every pending future is in, or ``LINGER``
+        seconds passed since the first.
+
+        Each ``gather`` is a round trip through the scheduler to the workers that costs
+        all three processes CPU; fetching whatever had finished at each moment made
+        one round trip per one or two results on short tasks, and those round trips,
+        competing with the tasks for the cores, set the pace."""
+        ready = self._ready
+        batch = [ready.get()]
+        deadline = time.monotonic() + LINGER
+        while batch[-1] is not None:
+            with self._lock:
+                pending = len(self._pending)
+            if len(batch) >= max(1, pending // 4) or len(batch) >= pending:
+                # Enough for a batch, or all there is: take what is ready, no more waiting.
+                try:
+                    while batch[-1] is not None:
+                        batch.append(ready.get_nowait())
+                except queue.Empty:
+                    pass
+                break
+            left = deadline - time.monotonic()
+            try:
+                batch.append(ready.get(timeout=left) if left > 0 else ready.get_nowait())
+            except queue.Empty:
+                break
+        return batch
 
     def _copy(self, batch: list[distributed.Future[Any]]) -> None:
         finished: list[tuple[distributed.Future[Any], _DaskFuture]] = []
