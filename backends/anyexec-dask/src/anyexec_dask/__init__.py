@@ -370,6 +370,11 @@ class _DaskFuture(cf.Future):  # type: ignore[type-arg]
         return cancel_unqueued(self)
 
 
+#: distributed's coroutine that waits, on the client's event loop, for a future to finish
+#: and then calls a function with it (what ``Future.add_done_callback`` runs, before handing
+#: the call to a thread); None where this distributed has none.
+_DONE_CALLBACK: Callable[..., Any] | None = getattr(distributed.client, "done_callback", None)
+
 _LIVE: weakref.WeakSet[DaskExecutor] = weakref.WeakSet()  # open executors, for exit
 _CLOSERS: set[threading.Thread] = set()  # closing after shutdown(wait=False), for exit
 
@@ -463,8 +468,27 @@ class DaskExecutor(cf.Executor):
                     target=self._fetch, name="anyexec-dask-results", daemon=True
                 )
                 self._fetcher.start()
-        inner.add_done_callback(self._ready.put)
         return outer
+
+    def _watch(self, inners: list[distributed.Future[Any]]) -> None:
+        """Have each of ``inners`` put on the results thread's queue once finished.
+
+        ``distributed.Future.add_done_callback`` wakes the client's event loop once per
+        future and runs each callback through a thread of its own; here one wake-up of the
+        loop watches the whole batch and the loop itself queues each finished future."""
+        loop = self.client.loop
+        if _DONE_CALLBACK is None or loop is None:  # one callback (and thread hop) each
+            for inner in inners:
+                inner.add_done_callback(self._ready.put)
+            return
+        loop.add_callback(self._watch_on_loop, loop, _DONE_CALLBACK, inners)
+
+    def _watch_on_loop(
+        self, loop: Any, done_callback: Callable[..., Any], inners: list[distributed.Future[Any]]
+    ) -> None:
+        put = self._ready.put
+        for inner in inners:
+            loop.add_callback(done_callback, inner, put)
 
     def _fetch(self) -> None:
         """The results thread: copies each finished dask future into its standard one.
@@ -527,7 +551,7 @@ class DaskExecutor(cf.Executor):
                 # scheduler computes it again; wait for that.
                 with self._lock:
                     self._pending[inner] = outer
-                inner.add_done_callback(self._ready.put)
+                self._watch([inner])
                 continue
             # Let go of the dask future once copied: the scheduler then frees its result
             # on the worker now, not whenever the caller's future is garbage-collected.
@@ -605,7 +629,10 @@ class DaskExecutor(cf.Executor):
             raise RuntimeError("cannot schedule new futures after shutdown")
         if args or kwargs:
             fn = _Bound(fn, args, kwargs)
-        return self._wrap(_sent(self.client.submit, _run, fn, pure=False))
+        inner = _sent(self.client.submit, _run, fn, pure=False)
+        outer = self._wrap(inner)
+        self._watch([inner])
+        return outer
 
     def submit_batch(self, calls: Sequence[Callable[[], Any]]) -> list[cf.Future[Any]]:
         """Chunks go in one ``client.map``; a chunk holding large numpy arrays scatters them
@@ -624,14 +651,15 @@ class DaskExecutor(cf.Executor):
             futures = self.client.scatter(arrays, hash=False)
             slots = {id(a): _Slot(n) for n, a in enumerate(arrays)}
             skeleton = call.remapped(functools.partial(_to_slot, slots))
-            out[i] = self._wrap(
-                _sent(self.client.submit, _run_scattered, skeleton, *futures, pure=False)
-            )
+            inner = _sent(self.client.submit, _run_scattered, skeleton, *futures, pure=False)
+            out[i] = self._wrap(inner)
+            self._watch([inner])
         if plain:
             batch = [calls[i] for i in plain]
             mapped = _sent(self.client.map, _run, batch, pure=False)
             for i, fut in zip(plain, mapped):
                 out[i] = self._wrap(fut)
+            self._watch(mapped)
         return [f for f in out if f is not None]
 
     def kill(self) -> None:
