@@ -595,9 +595,22 @@ def test_a_lone_result_waits_at_most_linger(monkeypatch: pytest.MonkeyPatch) -> 
     assert anyexec_dask.DaskExecutor._next_batch(ex) == ["c"]
 
 
-def test_results_of_many_short_calls_arrive_in_order_and_complete() -> None:
+@pytest.mark.parametrize("watch", ["event loop", "done callbacks"])
+def test_results_of_many_short_calls_arrive_in_order_and_complete(
+    watch: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Both ways of learning that a future finished: from the client's event loop, and
+    through ``add_done_callback`` where distributed lacks the coroutine for the first."""
+    import anyexec_dask
+
+    if watch == "done callbacks":
+        monkeypatch.setattr(anyexec_dask, "_DONE_CALLBACK", None)
+    else:
+        assert anyexec_dask._DONE_CALLBACK is not None
     with anyexec.Executor("dask", workers=2) as ex:
-        assert list(ex.map(tasks.square, range(300), chunksize=1)) == [i * i for i in range(300)]
+        assert list(ex.map(tasks.square, range(300), chunksize=1, timeout=120)) == [
+            i * i for i in range(300)
+        ]
         futures = [ex.submit(tasks.square, i) for i in range(40)]
         assert [f.result(timeout=60) for f in futures] == [i * i for i in range(40)]
 
