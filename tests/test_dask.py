@@ -541,6 +541,80 @@ def test_shutdown_without_wait_still_delivers() -> None:
     assert fut.result(timeout=60) == "late"
 
 
+# -- fetching results -----------------------------------------------------------------------
+
+
+def _fetcher(pending: int) -> Any:
+    """What ``DaskExecutor._next_batch`` reads of its executor: the queue of finished
+    futures and the pending ones (only their number matters)."""
+    import queue
+    import threading
+    from types import SimpleNamespace
+
+    return SimpleNamespace(
+        _ready=queue.SimpleQueue(), _lock=threading.Lock(), _pending=dict.fromkeys(range(pending))
+    )
+
+
+def test_results_are_fetched_in_batches_of_a_quarter_of_the_pending(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """One gather per batch: the results thread waits for more finished futures (up to a
+    quarter of those pending) instead of one round trip per result; it returns as soon as
+    the batch is complete, not after LINGER (here longer than the test's timeout)."""
+    import threading
+
+    import anyexec_dask
+
+    monkeypatch.setattr(anyexec_dask, "LINGER", 3600.0)
+    ex = _fetcher(pending=12)
+    ex._ready.put("a")
+    later = threading.Timer(0.05, lambda: [ex._ready.put(k) for k in ("b", "c")])
+    later.start()
+    try:
+        assert anyexec_dask.DaskExecutor._next_batch(ex) == ["a", "b", "c"]
+    finally:
+        later.cancel()
+    ex._ready.put("d")  # all there is pending: no waiting for more
+    ex._ready.put("e")
+    ex._pending = {"d": None, "e": None}
+    assert anyexec_dask.DaskExecutor._next_batch(ex) == ["d", "e"]
+
+
+def test_a_lone_result_waits_at_most_linger(monkeypatch: pytest.MonkeyPatch) -> None:
+    import anyexec_dask
+
+    monkeypatch.setattr(anyexec_dask, "LINGER", 0.0)
+    ex = _fetcher(pending=12)
+    ex._ready.put("a")
+    assert anyexec_dask.DaskExecutor._next_batch(ex) == ["a"]
+    for k in ("b", None, "c"):  # the stop sentinel ends the batch: nothing after it is taken
+        ex._ready.put(k)
+    ex._pending = dict.fromkeys(range(2))
+    assert anyexec_dask.DaskExecutor._next_batch(ex) == ["b", None]
+    assert anyexec_dask.DaskExecutor._next_batch(ex) == ["c"]
+
+
+@pytest.mark.parametrize("watch", ["event loop", "done callbacks"])
+def test_results_of_many_short_calls_arrive_in_order_and_complete(
+    watch: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Both ways of learning that a future finished: from the client's event loop, and
+    through ``add_done_callback`` where distributed lacks the coroutine for the first."""
+    import anyexec_dask
+
+    if watch == "done callbacks":
+        monkeypatch.setattr(anyexec_dask, "_DONE_CALLBACK", None)
+    else:
+        assert anyexec_dask._DONE_CALLBACK is not None
+    with anyexec.Executor("dask", workers=2) as ex:
+        assert list(ex.map(tasks.square, range(300), chunksize=1, timeout=120)) == [
+            i * i for i in range(300)
+        ]
+        futures = [ex.submit(tasks.square, i) for i in range(40)]
+        assert [f.result(timeout=60) for f in futures] == [i * i for i in range(40)]
+
+
 # -- faults -------------------------------------------------------------------------------
 
 

@@ -118,6 +118,10 @@ async def _restart_idle(worker: distributed.Worker) -> None:
         await asyncio.sleep(0.1)
 
 
+#: At most this many seconds between a result finishing on a worker and its fetch from the
+#: caller, while the results thread waits for more to fetch in the same round trip.
+LINGER = 0.02
+
 #: Arrays at least this large (bytes) are scattered to the workers once, not pickled into
 #: the task graph.
 SCATTER_THRESHOLD = 1 << 20
@@ -366,6 +370,11 @@ class _DaskFuture(cf.Future):  # type: ignore[type-arg]
         return cancel_unqueued(self)
 
 
+#: distributed's coroutine that waits, on the client's event loop, for a future to finish
+#: and then calls a function with it (what ``Future.add_done_callback`` runs, before handing
+#: the call to a thread); None where this distributed has none.
+_DONE_CALLBACK: Callable[..., Any] | None = getattr(distributed.client, "done_callback", None)
+
 _LIVE: weakref.WeakSet[DaskExecutor] = weakref.WeakSet()  # open executors, for exit
 _CLOSERS: set[threading.Thread] = set()  # closing after shutdown(wait=False), for exit
 
@@ -459,22 +468,37 @@ class DaskExecutor(cf.Executor):
                     target=self._fetch, name="anyexec-dask-results", daemon=True
                 )
                 self._fetcher.start()
-        inner.add_done_callback(self._ready.put)
         return outer
+
+    def _watch(self, inners: list[distributed.Future[Any]]) -> None:
+        """Have each of ``inners`` put on the results thread's queue once finished.
+
+        ``distributed.Future.add_done_callback`` wakes the client's event loop once per
+        future and runs each callback through a thread of its own; here one wake-up of the
+        loop watches the whole batch and the loop itself queues each finished future."""
+        loop = self.client.loop
+        if _DONE_CALLBACK is None or loop is None:  # one callback (and thread hop) each
+            for inner in inners:
+                inner.add_done_callback(self._ready.put)
+            return
+        loop.add_callback(self._watch_on_loop, loop, _DONE_CALLBACK, inners)
+
+    def _watch_on_loop(
+        self, loop: Any, done_callback: Callable[..., Any], inners: list[distributed.Future[Any]]
+    ) -> None:
+        put = self._ready.put
+        for inner in inners:
+            loop.add_callback(done_callback, inner, put)
 
     def _fetch(self) -> None:
         """The results thread: copies each finished dask future into its standard one.
 
         dask runs done-callbacks one at a time on one thread; fetching each result there
         (a round trip to the cluster per task) made results queue up behind each other.
-        Here every future finished meanwhile is fetched with one ``client.gather``."""
+        Here finished futures are fetched together, one ``client.gather`` per batch
+        (:meth:`_next_batch` says when a batch is complete)."""
         while True:
-            batch = [self._ready.get()]
-            while True:
-                try:
-                    batch.append(self._ready.get_nowait())
-                except queue.Empty:
-                    break
+            batch = self._next_batch()
             stop = None in batch  # closed: what came with the sentinel is settled first
             self._copy([inner for inner in batch if inner is not None])
             # Hold no dask future while waiting for the next: each one held keeps its
@@ -482,6 +506,37 @@ class DaskExecutor(cf.Executor):
             del batch
             if stop:
                 return
+
+    def _next_batch(self) -> list[distributed.Future[Any] | None]:
+        """The next finished futures to fetch in one ``gather``: at least one, then more
+        while they come, until a quarter of the pending futures are in (a map's window
+        is refilled a quarter at a time), every pending future is in, or ``LINGER``
+        seconds passed since the first.
+
+        Each ``gather`` is a round trip through the scheduler to the workers that costs
+        all three processes CPU; fetching whatever had finished at each moment made
+        one round trip per one or two results on short tasks, and those round trips,
+        competing with the tasks for the cores, set the pace."""
+        ready = self._ready
+        batch = [ready.get()]
+        deadline = time.monotonic() + LINGER
+        while batch[-1] is not None:
+            with self._lock:
+                pending = len(self._pending)
+            if len(batch) >= max(1, pending // 4) or len(batch) >= pending:
+                # Enough for a batch, or all there is: take what is ready, no more waiting.
+                try:
+                    while batch[-1] is not None:
+                        batch.append(ready.get_nowait())
+                except queue.Empty:
+                    pass
+                break
+            left = deadline - time.monotonic()
+            try:
+                batch.append(ready.get(timeout=left) if left > 0 else ready.get_nowait())
+            except queue.Empty:
+                break
+        return batch
 
     def _copy(self, batch: list[distributed.Future[Any]]) -> None:
         finished: list[tuple[distributed.Future[Any], _DaskFuture]] = []
@@ -496,7 +551,7 @@ class DaskExecutor(cf.Executor):
                 # scheduler computes it again; wait for that.
                 with self._lock:
                     self._pending[inner] = outer
-                inner.add_done_callback(self._ready.put)
+                self._watch([inner])
                 continue
             # Let go of the dask future once copied: the scheduler then frees its result
             # on the worker now, not whenever the caller's future is garbage-collected.
@@ -574,7 +629,10 @@ class DaskExecutor(cf.Executor):
             raise RuntimeError("cannot schedule new futures after shutdown")
         if args or kwargs:
             fn = _Bound(fn, args, kwargs)
-        return self._wrap(_sent(self.client.submit, _run, fn, pure=False))
+        inner = _sent(self.client.submit, _run, fn, pure=False)
+        outer = self._wrap(inner)
+        self._watch([inner])
+        return outer
 
     def submit_batch(self, calls: Sequence[Callable[[], Any]]) -> list[cf.Future[Any]]:
         """Chunks go in one ``client.map``; a chunk holding large numpy arrays scatters them
@@ -593,14 +651,15 @@ class DaskExecutor(cf.Executor):
             futures = self.client.scatter(arrays, hash=False)
             slots = {id(a): _Slot(n) for n, a in enumerate(arrays)}
             skeleton = call.remapped(functools.partial(_to_slot, slots))
-            out[i] = self._wrap(
-                _sent(self.client.submit, _run_scattered, skeleton, *futures, pure=False)
-            )
+            inner = _sent(self.client.submit, _run_scattered, skeleton, *futures, pure=False)
+            out[i] = self._wrap(inner)
+            self._watch([inner])
         if plain:
             batch = [calls[i] for i in plain]
             mapped = _sent(self.client.map, _run, batch, pure=False)
             for i, fut in zip(plain, mapped):
                 out[i] = self._wrap(fut)
+            self._watch(mapped)
         return [f for f in out if f is not None]
 
     def kill(self) -> None:
