@@ -14,6 +14,7 @@ from typing import Any
 
 __all__ = [
     "cancel_and_notify",
+    "dask_done_callback",
     "forkserver_preload",
     "loky_pool_unusable",
     "pool_processes",
@@ -87,6 +88,17 @@ def update_worker_status_removal(cluster: Any, op: str, msg: Any) -> None:
     import distributed.deploy.cluster
 
     distributed.deploy.cluster.Cluster._update_worker_status(cluster, op, msg)  # type: ignore[no-untyped-call]
+
+
+def dask_done_callback() -> Any:
+    """``distributed.client.done_callback`` (distributed 2022.x-2026.8): the coroutine,
+    run on the client's event loop, that waits for a future and then calls a function with
+    it (what ``Future.add_done_callback`` schedules before handing the call to a thread).
+    None where this distributed has none; the caller then falls back to
+    ``add_done_callback``."""
+    import distributed.client
+
+    return getattr(distributed.client, "done_callback", None)
 
 
 def register_thread_exit(fn: Any) -> None:

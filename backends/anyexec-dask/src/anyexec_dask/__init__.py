@@ -373,7 +373,7 @@ class _DaskFuture(cf.Future):  # type: ignore[type-arg]
 #: distributed's coroutine that waits, on the client's event loop, for a future to finish
 #: and then calls a function with it (what ``Future.add_done_callback`` runs, before handing
 #: the call to a thread); None where this distributed has none.
-_DONE_CALLBACK: Callable[..., Any] | None = getattr(distributed.client, "done_callback", None)
+_DONE_CALLBACK: Callable[..., Any] | None = _compat.dask_done_callback()
 
 _LIVE: weakref.WeakSet[DaskExecutor] = weakref.WeakSet()  # open executors, for exit
 _CLOSERS: set[threading.Thread] = set()  # closing after shutdown(wait=False), for exit
