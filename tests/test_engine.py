@@ -4,6 +4,7 @@ the same behaviour through map and amap, errors of one shape, nothing kept alive
 from __future__ import annotations
 
 import concurrent.futures as cf
+import functools
 import gc
 import importlib.util
 import itertools
@@ -168,7 +169,9 @@ def test_results_before_a_failing_input_are_delivered(ex: anyexec.Executor, orde
 
 
 def test_map_timeout_is_the_builtin_timeout_error(ex: anyexec.Executor) -> None:
-    it = ex.map(tasks.sleep_for, range(8), timeout=0.2, chunksize=1)
+    # Each call takes 1 s, so the map cannot finish within its 0.2 s however the machine runs.
+    slow = functools.partial(tasks.sleep_for, seconds=1.0)
+    it = ex.map(slow, range(8), timeout=0.2, chunksize=1)
     caught = None
     try:
         list(it) if ex.backend != "serial" else [time.sleep(0.3), next(it), next(it)]
