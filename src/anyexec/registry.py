@@ -17,9 +17,9 @@ import os
 import threading
 import warnings
 from collections.abc import Iterable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from anyexec._record import frozen
 from anyexec.contract import Backend
 from anyexec.errors import BackendNotFound, BackendUnavailable
 
@@ -44,7 +44,7 @@ KNOWN: dict[str, str] = {
 _CORE_DIST = "anyexec"
 
 
-@dataclass(frozen=True)
+@frozen
 class BackendInfo:
     """What ``anyexec.backends()`` reports about one registered backend."""
 
@@ -81,7 +81,7 @@ class _OwnDistribution:
         self.version = version
 
 
-@dataclass(frozen=True)
+@frozen
 class _OwnEntryPoint:
     """One line of anyexec's own ``entry_points.txt``; loads as ``EntryPoint.load`` does."""
 
