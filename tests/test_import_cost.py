@@ -234,3 +234,80 @@ def test_record_rejects_a_required_field_after_a_default() -> None:
         class Bad:
             a: int = 0
             b: int
+
+
+# -- plugin discovery reads entry_points.txt, as importlib.metadata would ------------------
+
+
+def _info(site: Path, folder: str, name: str, text: str | None) -> None:
+    info = site / folder
+    info.mkdir()
+    meta = "PKG-INFO" if folder.endswith(".egg-info") else "METADATA"
+    (info / meta).write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: 1.0\n\nBody: no\n")
+    if text is not None:
+        (info / "entry_points.txt").write_text(text)
+
+
+def _found(eps: Any) -> list[tuple[str, str, tuple[str, str]]]:
+    from anyexec import registry
+
+    return sorted((ep.name, ep.value, registry._dist_of(ep)) for ep in eps)
+
+
+def test_entry_points_read_from_the_files_match_importlib_metadata(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from importlib.metadata import entry_points
+
+    from anyexec import registry
+
+    first, second = tmp_path / "first", tmp_path / "second"
+    first.mkdir()
+    second.mkdir()
+    group = "[anyexec.backends]\n"
+    _info(first, "anyexec_one-1.0.dist-info", "anyexec-one", group + "one = one_mod:One\n")
+    _info(first, "Anyexec.Legacy-1.0-py3.11.egg-info", "Anyexec.Legacy", group + "old = o:Old\n")
+    _info(first, "other_tool-2.0.dist-info", "other-tool", "[console_scripts]\nt = m:main\n")
+    _info(first, "no_entry_points-1.0.dist-info", "no-entry-points", None)
+    # The same distribution further down sys.path is shadowed, as in importlib.metadata.
+    _info(second, "anyexec_one-0.9.dist-info", "anyexec-one", group + "one = stale:One\n")
+    _info(second, "anyexec_two-1.0.dist-info", "anyexec-two", "# c\n" + group + "two=t:Two\n")
+    monkeypatch.syspath_prepend(str(second))
+    monkeypatch.syspath_prepend(str(first))
+
+    fast = registry._path_entry_points()
+    assert fast is not None
+    assert _found(fast) == _found(entry_points(group=registry.GROUP))
+    assert ("one", "one_mod:One", ("anyexec-one", "1.0")) in _found(fast)
+    assert ("old", "o:Old", ("Anyexec.Legacy", "1.0")) in _found(fast)
+
+
+def test_a_zip_on_sys_path_leaves_discovery_to_importlib_metadata(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from anyexec import registry
+
+    archive = tmp_path / "plugins.zip"
+    archive.write_bytes(b"")
+    monkeypatch.syspath_prepend(str(archive))
+    assert registry._path_entry_points() is None
+    assert {"serial", "thread"} <= {ep.name for ep in registry._entry_points()}
+
+
+def test_a_plugin_backend_resolves_without_importlib_metadata(tmp_path: Path) -> None:
+    site = tmp_path / "site"
+    site.mkdir()
+    _info(site, "anyexec_few-1.0.dist-info", "anyexec-few", "[anyexec.backends]\nfew = few:Few\n")
+    (site / "few.py").write_text(
+        "from anyexec.builtin.thread import ThreadBackend\n\n"
+        "class Few(ThreadBackend):\n    max_workers = 2\n"
+    )
+    code = (
+        "import json, sys\n"
+        "import anyexec\n"
+        "with anyexec.Executor('few', workers=8) as ex:\n"
+        "    found = [ex.backend, ex.workers, ex.submit(abs, -3).result()]\n"
+        "print(json.dumps([found, 'importlib.metadata' in sys.modules]))\n"
+    )
+    path = os.pathsep.join(filter(None, [str(site), os.environ.get("PYTHONPATH")]))
+    assert _fresh(code, tmp_path, PYTHONPATH=path) == [["few", 2, 3], False]
