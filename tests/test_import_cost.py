@@ -311,3 +311,14 @@ def test_a_plugin_backend_resolves_without_importlib_metadata(tmp_path: Path) ->
     )
     path = os.pathsep.join(filter(None, [str(site), os.environ.get("PYTHONPATH")]))
     assert _fresh(code, tmp_path, PYTHONPATH=path) == [["few", 2, 3], False]
+
+
+class Labelled(Point):
+    pass
+
+
+def test_record_subclass_keeps_its_own_name_and_pickles_by_state() -> None:
+    p = Labelled(1, 2)
+    assert repr(p) == "Labelled(x=1, y=2, tags=[])"
+    back = pickle.loads(pickle.dumps(p))
+    assert type(back) is Labelled and back == p

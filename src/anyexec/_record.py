@@ -89,7 +89,7 @@ def frozen(cls: _T) -> _T:
 
     def __repr__(self: Any) -> str:
         inner = ", ".join(f"{n}={getattr(self, n)!r}" for n in names)
-        return f"{qualname}({inner})"
+        return f"{type(self).__qualname__}({inner})"
 
     def __eq__(self: Any, other: object) -> bool:
         if other.__class__ is not self.__class__:
@@ -105,10 +105,7 @@ def frozen(cls: _T) -> _T:
     def __delattr__(self: Any, name: str) -> None:
         raise FrozenInstanceError(f"cannot delete field {name!r}")
 
-    def __reduce__(self: Any) -> tuple[Any, tuple[Any, ...]]:
-        return (cls, _values(self))
-
-    for fn in (__init__, __repr__, __eq__, __hash__, __setattr__, __delattr__, __reduce__):
+    for fn in (__init__, __repr__, __eq__, __hash__, __setattr__, __delattr__):
         fn.__qualname__ = f"{qualname}.{fn.__name__}"
         setattr(cls, fn.__name__, fn)
     setattr(cls, "__match_args__", names)  # noqa: B010  (mypy: a type has no such attribute)
