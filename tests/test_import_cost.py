@@ -294,6 +294,22 @@ def test_a_zip_on_sys_path_leaves_discovery_to_importlib_metadata(
     assert {"serial", "thread"} <= {ep.name for ep in registry._entry_points()}
 
 
+def test_an_import_hook_that_lists_distributions_leaves_discovery_to_importlib_metadata(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from anyexec import registry
+
+    class Hook:
+        def find_spec(self, *args: Any) -> None:
+            return None
+
+        def find_distributions(self, *args: Any) -> list[Any]:
+            return []
+
+    monkeypatch.setattr(sys, "meta_path", [Hook(), *sys.meta_path])
+    assert registry._path_entry_points() is None
+
+
 def test_a_plugin_backend_resolves_without_importlib_metadata(tmp_path: Path) -> None:
     site = tmp_path / "site"
     site.mkdir()

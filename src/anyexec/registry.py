@@ -98,10 +98,8 @@ def _path_entry_points() -> list[Any] | None:
     has this group. None where a distribution could hide elsewhere: a ``sys.path`` entry
     that is a file (a zip or an egg) or an import hook that lists distributions of its own.
     """
-    import importlib.machinery
-
     for finder in sys.meta_path:
-        if finder is not importlib.machinery.PathFinder and hasattr(finder, "find_distributions"):
+        if hasattr(finder, "find_distributions") and not _reads_sys_path(finder):
             return None
     seen: set[str] = set()
     found: list[Any] = []
@@ -135,6 +133,20 @@ def _path_entry_points() -> list[Any] | None:
                 dist = _FoundDistribution(*_name_and_version(info))
                 found.extend(_parse_group(text, GROUP, dist))
     return found
+
+
+def _reads_sys_path(finder: Any) -> bool:
+    """Whether ``finder`` lists only the distributions on ``sys.path``, which
+    :func:`_path_entry_points` reads too: the standard library's ``PathFinder``, and the
+    ``importlib_metadata`` backport's ``MetadataPathFinder`` (which it adds to
+    ``sys.meta_path`` when imported, as dask does)."""
+    import importlib.machinery
+
+    kind = finder if isinstance(finder, type) else type(finder)
+    return finder is importlib.machinery.PathFinder or (
+        kind.__module__.partition(".")[0] == "importlib_metadata"
+        and kind.__name__ == "MetadataPathFinder"
+    )
 
 
 def _name_and_version(info: str) -> tuple[str, str]:
