@@ -164,7 +164,7 @@ def test_parse_group_reads_one_section() -> None:
         "[console_scripts]\nx = a:b\n\n[anyexec.backends]\n# a comment\n"
         " fast = os.path:join [extra]\nnested = os:path.join\n[other]\ny = c:d\n"
     )
-    eps = registry._parse_group(text, registry.GROUP, registry._OwnDistribution("1"))
+    eps = registry._parse_group(text, registry.GROUP, registry._FoundDistribution("anyexec", "1"))
     assert [(ep.name, ep.value) for ep in eps] == [
         ("fast", "os.path:join [extra]"),
         ("nested", "os:path.join"),

@@ -16,9 +16,9 @@ from __future__ import annotations
 import math
 import operator
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
+from anyexec._record import frozen
 from anyexec.errors import ConfigError
 
 __all__ = ["MAX_CHUNK", "ChunkSizer", "Window", "check_chunksize", "known_length", "window"]
@@ -50,7 +50,7 @@ def known_length(iterables: Sequence[Iterable[Any]]) -> int | None:
     return min(lengths, default=0)
 
 
-@dataclass(frozen=True)
+@frozen
 class Window:
     """How many chunks may be in flight (None: no bound), and how often to refill."""
 

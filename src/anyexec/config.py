@@ -38,14 +38,16 @@ import sys
 import threading
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from anyexec import registry
+from anyexec._record import field, frozen
 from anyexec._worker import context as _context
 from anyexec.contract import Backend
 from anyexec.errors import BackendNotFound, BackendUnavailable, ConfigError, ConfigWarning
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 __all__ = [
     "ENV_ALLOW_OVERSUBSCRIBE",
@@ -130,7 +132,7 @@ def available_cpus() -> int:
         return os.cpu_count() or 1
 
 
-@dataclass(frozen=True)
+@frozen
 class Layer:
     """What one source says. ``options`` apply to whichever backend wins, unless
     ``backend`` is set in the same layer, in which case only to that backend; ``tables``
@@ -152,7 +154,7 @@ class Layer:
     initargs: Any = None
 
 
-@dataclass(frozen=True)
+@frozen
 class Settings:
     """The resolved choice, and where each value came from (for ``anyexec config``)."""
 
@@ -308,6 +310,8 @@ def project_root(start: Path | None = None) -> Path:
     """The folder config files below which belong to the project: the nearest folder at or
     above ``start`` (the working directory) holding ``.git``, else the nearest holding
     ``pyproject.toml``, else ``start`` itself."""
+    from pathlib import Path
+
     start = (start or Path.cwd()).resolve()
     folders = (start, *start.parents)
     for marker in (".git", "pyproject.toml"):
@@ -321,6 +325,8 @@ def _explicitly_trusted(path: Path) -> bool:
     listed = _env(ENV_TRUSTED_CONFIG)
     if listed is None:
         return False
+    from pathlib import Path
+
     for item in listed.split(os.pathsep):
         if item.strip() and Path(item.strip()).expanduser().resolve() == path:
             return True
@@ -329,7 +335,7 @@ def _explicitly_trusted(path: Path) -> bool:
 
 # -- the config file -------------------------------------------------------------------
 
-_file_cache: dict[Path, tuple[Path, dict[str, Any]] | None] = {}
+_file_cache: dict[str, tuple[Path, dict[str, Any]] | None] = {}
 _file_lock = threading.Lock()
 
 
@@ -364,21 +370,29 @@ def find_config_file(start: Path | None = None) -> tuple[Path, dict[str, Any]] |
     from ``start`` (the working directory) upward, and its anyexec table; cached per
     directory. An untrusted file is skipped with one :class:`ConfigWarning` and the search
     goes on upward."""
-    start = (start or Path.cwd()).resolve()
+    # The search uses os.path, and pathlib is imported only once a file is there: most
+    # programs have no config file, and should not pay for pathlib (and urllib.parse).
+    here = os.path.realpath(os.getcwd() if start is None else os.fspath(start))
     with _file_lock:
-        if start in _file_cache:
-            return _file_cache[start]
+        if here in _file_cache:
+            return _file_cache[here]
     found: tuple[Path, dict[str, Any]] | None = None
-    for folder in (start, *start.parents):
-        own = folder / "anyexec.toml"
-        if own.is_file():
+    for folder in _folders_up(here):
+        has_own = os.path.isfile(os.path.join(folder, "anyexec.toml"))
+        has_pyproject = os.path.isfile(os.path.join(folder, "pyproject.toml"))
+        if not (has_own or has_pyproject):
+            continue
+        from pathlib import Path
+
+        own = Path(folder, "anyexec.toml")
+        if has_own:
             reason = untrusted_reason(own)
             if reason is None:
                 found = (own, _read_toml(own))
                 break
             _skip_untrusted(own, reason)
-        pyproject = folder / "pyproject.toml"
-        if pyproject.is_file():
+        pyproject = Path(folder, "pyproject.toml")
+        if has_pyproject:
             reason = untrusted_reason(pyproject)
             if reason is not None:
                 # Someone else's project file: skipped, with a warning only if it would
@@ -397,8 +411,18 @@ def find_config_file(start: Path | None = None) -> tuple[Path, dict[str, Any]] |
                 found = (pyproject, table)
                 break
     with _file_lock:
-        _file_cache[start] = found
+        _file_cache[here] = found
     return found
+
+
+def _folders_up(folder: str) -> Iterator[str]:
+    """``folder`` (absolute) and each folder above it, up to the root."""
+    while True:
+        yield folder
+        parent = os.path.dirname(folder)
+        if parent == folder:
+            return
+        folder = parent
 
 
 def _file_label(path: Path) -> str:
@@ -815,7 +839,7 @@ def resolve(
         elif _env(ENV_PROFILE) is not None:
             raise ConfigError(
                 f"environment variable {ENV_PROFILE}={_env(ENV_PROFILE)!r}, but no anyexec.toml "
-                f"or pyproject.toml with [tool.anyexec] was found from {cwd or Path.cwd()} upward"
+                f"or pyproject.toml with [tool.anyexec] was found from {cwd or os.getcwd()} upward"
             )
 
     sources: dict[str, str] = {}

@@ -18,10 +18,10 @@ import concurrent.futures as cf
 import re
 import threading
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
 from anyexec import _compat
+from anyexec._record import frozen
 from anyexec._worker.tasks import Call, Chunk
 from anyexec._worker.watch import abandoned as abandoned_threads
 from anyexec.errors import ConfigError, Unsupported
@@ -54,7 +54,7 @@ _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
 
 
-@dataclass(frozen=True)
+@frozen
 class Option:
     """One option a backend accepts, with how to read it from text (environment, CLI).
 

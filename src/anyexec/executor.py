@@ -11,18 +11,16 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import functools
-import pickle
 import reprlib
+import sys
 import threading
 import time
-import uuid
 import weakref
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from anyexec import _chunking, _compat, _exit, config
-from anyexec._shared import SharedStore
 from anyexec._worker.loops import is_async as _is_async
 from anyexec._worker.tasks import ARGS, SINGLE, STAR, Call, Chunk, ChunkResult, Initializer
 from anyexec.contract import Backend, cancel_unqueued
@@ -31,6 +29,8 @@ from anyexec.mapping import MapOptions, MapPlan, aiter_map, iter_map
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
+
+    from anyexec._shared import SharedStore
 
 __all__ = ["Executor"]
 
@@ -97,6 +97,8 @@ class _Future(cf.Future):  # type: ignore[type-arg]
 def _pickle_culprit(fn: Callable[..., Any], calls: Iterable[tuple[Any, ...]]) -> str | None:
     """Name what will not pickle, for the error message (only on the failure path); None
     when the function and every argument pickle (then it was the result or exception)."""
+    import pickle
+
     try:
         pickle.dumps(fn)
     except Exception as exc:
@@ -223,7 +225,21 @@ class Executor(cf.Executor):
         # Large arrays go through shared memory to process workers on this machine; a
         # cluster's workers may be elsewhere, and threads share memory anyway.
         self._shares = settings.backend.crosses == "processes"
-        self._store = SharedStore()
+        self._shared_store: SharedStore | None = None
+        # Its own lock: a chunk's done-callback releases arrays from a pool's thread while
+        # the caller may hold self._lock (shutdown waits for the pool under it).
+        self._store_lock = threading.Lock()
+
+    @property
+    def _store(self) -> SharedStore:
+        """The shared arrays of this executor's maps, made on first use: a map that shares
+        no array never imports the shared-memory machinery (``tempfile``, ``shutil``)."""
+        with self._store_lock:
+            if self._shared_store is None:
+                from anyexec._shared import SharedStore
+
+                self._shared_store = SharedStore()
+            return self._shared_store
 
     # -- what it is ---------------------------------------------------------------------
 
@@ -448,6 +464,8 @@ class Executor(cf.Executor):
 
     def _share(self, chunks: Sequence[Chunk]) -> list[list[int]] | None:
         """Put large numpy arrays of process-bound chunks in shared memory (anyexec._shared)."""
+        if "numpy" not in sys.modules:  # no numpy imported: there can be no arrays
+            return None
         uses: list[list[int]] = []
         any_shared = False
         for chunk in chunks:
@@ -572,6 +590,8 @@ class Executor(cf.Executor):
         if settings.initializer is None:
             return None
         per_thread = settings.backend.crosses in ("nothing", "threads")
+        import uuid  # here: it imports platform, and most executors have no initializer
+
         return Initializer(uuid.uuid4().hex, settings.initializer, settings.initargs, per_thread)
 
     def _timeout_for(self, fn: Callable[..., Any], seconds: float | None) -> float | None:
@@ -672,6 +692,8 @@ _PICKLE_WORDS = ("pickl", "can't get local object", "can't get attribute")
 def _is_pickling_error(exc: BaseException) -> bool:
     """A failure to pickle, by its type, its message, or the error it was raised from (an
     engine's own serialization error that keeps the pickler's as its cause)."""
+    import pickle
+
     seen: set[int] = set()
     error: BaseException | None = exc
     while error is not None and id(error) not in seen:

@@ -22,11 +22,11 @@ import threading
 import time
 import weakref
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, TypedDict, cast
 
 from anyexec import _inflight
 from anyexec._chunking import ChunkSizer, Window
+from anyexec._record import frozen
 from anyexec._worker.tasks import Chunk, ChunkResult, Failure, Initializer
 from anyexec.errors import BackendError, MapTimeout, TaskTimeout, WorkerLost
 
@@ -72,7 +72,7 @@ class MapOptions(TypedDict, total=False):
     return_exceptions: bool
 
 
-@dataclass(frozen=True)
+@frozen
 class MapPlan:
     """One map's checked settings (built by the executor from :class:`MapOptions`)."""
 

@@ -3,7 +3,6 @@ travel back to the caller (through pickle) without breaking the pool."""
 
 from __future__ import annotations
 
-import pickle
 import traceback
 
 from anyexec.errors import RemoteTraceback, TaskAborted, UnpicklableError
@@ -13,6 +12,8 @@ __all__ = ["Failure", "aborted", "portable", "unsendable_result"]
 
 def _round_trips(exc: BaseException) -> Exception | None:
     """Return why ``exc`` cannot be sent back through pickle, or None if it can."""
+    import pickle  # here: only a failed task needs it, and most maps have none
+
     try:
         pickle.loads(pickle.dumps(exc))
         return None

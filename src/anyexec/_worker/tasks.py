@@ -9,8 +9,6 @@ original type name, message and traceback text, instead of breaking the pool.
 
 from __future__ import annotations
 
-import pickle
-import signal
 import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, NamedTuple
@@ -62,6 +60,8 @@ class ChunkResult(NamedTuple):
 
 
 def _dumps(value: Any, protocol: Any) -> bytes:
+    import pickle  # here: a thread or asyncio map never pickles
+
     try:
         return pickle.dumps(value, protocol)
     except Exception:
@@ -74,6 +74,8 @@ def _dumps(value: Any, protocol: Any) -> bytes:
 
 
 def _loads_result(data: bytes) -> ChunkResult:
+    import pickle
+
     return ChunkResult(*pickle.loads(data))
 
 
@@ -104,6 +106,8 @@ class _CallerInterrupt:
         self.previous: Any = None
 
     def __enter__(self) -> _CallerInterrupt:
+        import signal  # here: its module builds enums, ~1 ms at import
+
         if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
             self.previous = signal.signal(signal.SIGINT, self._note)
         return self
@@ -114,6 +118,8 @@ class _CallerInterrupt:
 
     def __exit__(self, *exc: object) -> None:
         if self.previous is not None:
+            import signal
+
             signal.signal(signal.SIGINT, self.previous)
 
 
