@@ -90,7 +90,9 @@ def test_measure_reports_a_mismatch() -> None:
             out = []
             for f in futs:
                 g: object = __import__("concurrent.futures").futures.Future()
-                f.add_done_callback(lambda f, g=g: g.set_result(([*f.result()[0][:-1], -1], 0.0, False)))  # type: ignore[attr-defined]
+                f.add_done_callback(
+                    lambda f, g=g: g.set_result(([*f.result()[0][:-1], -1], 0.0, False))
+                )  # type: ignore[attr-defined]
                 out.append(g)
             return out
 
