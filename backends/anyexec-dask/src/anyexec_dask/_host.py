@@ -72,16 +72,18 @@ def main() -> None:
     on the command line, and live until the caller goes."""
     answer = os.fdopen(int(sys.argv[1]), "w")
     stdin = sys.stdin.buffer
-    (size,) = struct.unpack("!I", stdin.read(4))
-    spec: HostSpec = pickle.loads(stdin.read(size))
-    sys.path[:] = spec.sys_path  # spawned workers inherit it
     # The caller's Ctrl-C is the caller's business: it closes us through the pipe.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    threading.Thread(target=_watch_caller, args=(stdin,), daemon=True).start()
-
+    # Import distributed (most of this process's start-up) first, while the caller makes
+    # the cluster's credentials; then read what to start.
     import dask.config
 
     from anyexec_dask import _EmbeddedCluster
+
+    (size,) = struct.unpack("!I", stdin.read(4))
+    spec: HostSpec = pickle.loads(stdin.read(size))
+    sys.path[:] = spec.sys_path  # spawned workers inherit it
+    threading.Thread(target=_watch_caller, args=(stdin,), daemon=True).start()
 
     # Every BatchedSend (scheduler -> workers) keeps its last N messages for debugging,
     # and a compute-task message holds the task's spec: one whole chunk of the map's
