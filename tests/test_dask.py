@@ -689,6 +689,28 @@ def test_client_option_runs_on_the_users_client(cluster: RealCluster) -> None:
         assert client.submit(sum, [1, 2]).result(timeout=60) == 3  # still the user's
 
 
+@pytest.mark.parametrize("route", ["address", "client"])
+def test_a_cluster_not_started_here_gets_arrays_scattered_not_shared(
+    cluster: RealCluster, route: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Its workers may be on other hosts, where a shared-memory file means nothing: large
+    arrays are scattered to them, and no file is written (the embedded cluster shares;
+    tests/test_shared_arrays.py)."""
+    np = pytest.importorskip("numpy")
+    from anyexec import _shared
+
+    written: list[object] = []
+    monkeypatch.setattr(_shared, "_write", lambda arr, path: written.append(path))
+    arrays = [np.full(300_000, float(i)) for i in range(4)]  # 2.4 MB each
+    with distributed.Client(cluster.address, set_as_default=False, timeout=30) as client:
+        where = {"client": client} if route == "client" else {"address": cluster.address}
+        with anyexec.Executor("dask", workers=2, **where) as ex:
+            assert list(ex.map(type, arrays)) == [np.ndarray] * 4  # not a np.memmap
+            assert list(ex.map(tasks.array_sum, arrays)) == [300_000.0 * i for i in range(4)]
+            assert not ex.settings.backend.shares_memory(_inner(ex))
+    assert written == []
+
+
 def test_default_client_is_used_never_a_second_cluster(
     cluster: RealCluster, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

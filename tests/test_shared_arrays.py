@@ -1,10 +1,12 @@
-"""Large numpy arrays reach process workers through shared memory, and nothing is left."""
+"""Large numpy arrays reach workers on this machine (process, loky, the embedded dask
+cluster) through shared memory, and nothing is left."""
 
 from __future__ import annotations
 
 import gc
 import os
 import time
+from typing import Any
 
 import pytest
 
@@ -12,6 +14,7 @@ np = pytest.importorskip("numpy")
 
 import anyexec  # noqa: E402
 from anyexec import _shared  # noqa: E402
+from anyexec.builtin.process import ProcessBackend  # noqa: E402
 from anyexec.testing import tasks  # noqa: E402
 
 BIG = 300_000  # float64: 2.4 MB, above the 1 MiB threshold
@@ -38,10 +41,12 @@ def is_memmap(a: object) -> bool:
     return isinstance(a, np.memmap)
 
 
-@pytest.fixture(params=["process", "loky"])
+@pytest.fixture(params=["process", "loky", "dask"])
 def ex(request: pytest.FixtureRequest):  # type: ignore[no-untyped-def]
-    if request.param == "loky":
-        pytest.importorskip("anyexec_loky")
+    """Each backend whose workers share this machine's memory; dask's is the embedded
+    cluster (tests/test_dask.py checks that a cluster reached by address never shares)."""
+    if request.param != "process":
+        pytest.importorskip(f"anyexec_{request.param}")
     with anyexec.Executor(request.param, workers=2) as executor:
         yield executor
 
@@ -76,6 +81,56 @@ def test_cleanup_after_a_failing_task(ex: anyexec.Executor) -> None:
 def test_cleanup_after_a_dead_worker(ex: anyexec.Executor) -> None:
     with pytest.raises(anyexec.WorkerLost):
         list(ex.map(tasks.exit_process, [np.ones(BIG)] * 3))
+    assert files() == []
+
+
+def test_cleanup_after_shutdown_that_cancels(ex: anyexec.Executor) -> None:
+    """Chunks still queued when the executor is shut down with cancel_futures release
+    their files too, and what runs finishes first."""
+    arrays = [np.full(BIG, float(i)) for i in range(12)]
+    it = ex.map(sleep_then_sum, arrays, chunksize=1)
+    assert next(it) == 0.0
+    ex.shutdown(wait=True, cancel_futures=True)
+    assert files() == []
+
+
+def sleep_then_sum(a: object) -> float:
+    time.sleep(0.2)
+    return tasks.array_sum(a)
+
+
+class _NoSharing(ProcessBackend):
+    """Processes on this machine that nonetheless say their workers cannot open its
+    shared-memory files."""
+
+    def shares_memory(self, executor: object) -> bool:
+        return False
+
+
+class _LocalCluster(ProcessBackend):
+    """A "cluster" backend whose workers it knows to be here (as dask's embedded one)."""
+
+    crosses = "cluster"
+
+    def shares_memory(self, executor: object) -> bool:
+        return True
+
+
+class _Cluster(ProcessBackend):
+    """A "cluster" backend that keeps the default answer: its workers may be elsewhere."""
+
+    crosses = "cluster"
+
+
+@pytest.mark.parametrize(
+    ("backend", "shared"), [(_NoSharing, False), (_LocalCluster, True), (_Cluster, False)]
+)
+def test_the_backend_says_whether_its_workers_share_memory(
+    backend: type[ProcessBackend], shared: bool
+) -> None:
+    with anyexec.Executor(backend(), workers=1) as ex:
+        assert list(ex.map(is_memmap, [np.ones(BIG)] * 2)) == [shared] * 2
+        assert list(ex.map(tasks.array_sum, [np.ones(BIG)] * 2)) == [float(BIG)] * 2
     assert files() == []
 
 
@@ -138,3 +193,104 @@ def test_folders_of_dead_owners_are_reaped(tmp_path: object) -> None:
     removed = _shared.reap_orphans(os.path.dirname(left))
     assert left in removed and not os.path.exists(left)
     assert os.path.isdir(mine)  # a live owner's folder (ours) is kept
+
+
+class _MovesAway(ProcessBackend):
+    """Its first executor refuses work as broken, and the one replacing it has workers
+    that cannot open this machine's shared-memory files."""
+
+    def __init__(self) -> None:
+        self.opened: list[object] = []
+
+    def open(self, workers: int, **options: object) -> Any:
+        executor = super().open(workers, **options)
+        if not self.opened:
+            executor.submit = _broken  # type: ignore[method-assign]
+        self.opened.append(executor)
+        return executor
+
+    def shares_memory(self, executor: object) -> bool:
+        return executor is self.opened[0]
+
+
+def _broken(*args: object, **kwargs: object) -> None:
+    from concurrent.futures.process import BrokenProcessPool
+
+    raise BrokenProcessPool("a worker died")
+
+
+def test_a_replacement_that_cannot_share_gets_the_arrays_themselves() -> None:
+    backend = _MovesAway()
+    with anyexec.Executor(backend, workers=1) as ex:
+        assert list(ex.map(is_memmap, [np.ones(BIG)] * 2, chunksize=2)) == [False, False]
+        assert len(backend.opened) == 2
+    assert files() == []
+
+
+# -- the embedded dask cluster: its workers are processes of this user on this machine ------
+
+
+@pytest.fixture
+def dask_ex():  # type: ignore[no-untyped-def]
+    pytest.importorskip("anyexec_dask")
+    executor = anyexec.Executor("dask", workers=2)
+    try:
+        yield executor
+    finally:
+        executor.shutdown(wait=True, cancel_futures=True)
+
+
+def test_embedded_dask_sends_handles_not_arrays(
+    dask_ex: anyexec.Executor, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Nothing is scattered and no task is large: the chunks carry shared-memory handles."""
+    import distributed
+
+    def no_scatter(*args: object, **kwargs: object) -> None:
+        raise AssertionError("an array was scattered over the socket")
+
+    monkeypatch.setattr(distributed.Client, "scatter", no_scatter)
+    sent: list[int] = []
+    real_map = distributed.Client.map
+
+    def measured_map(self: object, fn: object, *iterables: object, **kwargs: object) -> object:
+        import pickle
+
+        sent.extend(len(pickle.dumps(chunk)) for chunk in iterables[0])  # type: ignore[attr-defined]
+        return real_map(self, fn, *iterables, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(distributed.Client, "map", measured_map)
+    arrays = [np.arange(BIG, dtype=float) * i for i in range(6)]
+    assert all(dask_ex.map(is_memmap, arrays))
+    assert list(dask_ex.map(tasks.array_sum, arrays)) == [float(a.sum()) for a in arrays]
+    assert sent and max(sent) < BIG  # each chunk pickles to a few hundred bytes
+    assert files() == []
+    dask_ex.shutdown(wait=True)
+    assert files() == []
+
+
+def test_embedded_dask_files_go_when_its_tasks_are_killed(dask_ex: anyexec.Executor) -> None:
+    arrays = [np.full(BIG, float(i)) for i in range(8)]
+    it = dask_ex.map(sleep_then_sum, arrays, chunksize=1)
+    assert next(it) == 0.0
+    dask_ex.kill_running()
+    with pytest.raises(anyexec.WorkerLost):
+        list(it)
+    assert files() == []
+    assert list(dask_ex.map(tasks.array_sum, arrays[:2])) == [0.0, float(BIG)]  # still works
+    assert files() == []
+
+
+def test_embedded_dask_files_go_when_its_cluster_dies(dask_ex: anyexec.Executor) -> None:
+    """The host subprocess and its workers killed mid-map: once the client gives up
+    reconnecting (30 s), every chunk's future fails, and each releases its files."""
+    import signal
+
+    arrays = [np.full(BIG, float(i)) for i in range(8)]
+    it = dask_ex.map(sleep_then_sum, arrays, chunksize=1)
+    assert next(it) == 0.0
+    host = dask_ex._pool.inner.host  # type: ignore[union-attr]
+    os.killpg(host.pid, signal.SIGKILL)
+    with pytest.raises(anyexec.errors.SchedulerLost):
+        list(it)
+    assert files() == []

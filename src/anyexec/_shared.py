@@ -1,4 +1,5 @@
-"""Large numpy arrays cross into process workers through shared memory, not pickles.
+"""Large numpy arrays cross into workers on this machine through shared memory, not pickles
+(where the backend's ``shares_memory`` says its workers can open the files).
 
 The parent writes each array above :data:`THRESHOLD` bytes once to a file in ``/dev/shm``
 (a RAM-backed file system; the system temp folder elsewhere) and sends a small
@@ -128,8 +129,9 @@ def _forget(key: int, path: str) -> None:
 def shared_array(shape: int | tuple[int, ...], dtype: Any = float) -> Any:
     """A zeroed numpy array that lives in shared memory from the start.
 
-    Passed to ``map`` on a process backend it reaches the workers with no copy at all (a
-    plain array costs one copy into shared memory). Its file goes when the array does.
+    Passed to ``map`` on a backend whose workers share this machine's memory (process,
+    loky, dask's embedded cluster) it reaches the workers with no copy at all (a plain
+    array costs one copy into shared memory). Its file goes when the array does.
     """
     import weakref
 

@@ -7,8 +7,9 @@ on top of that executor. A complete backend is a few dozen lines; see
 ``docs/writing-a-backend.md``.
 
 Who calls what: :class:`anyexec.Executor` calls :meth:`Backend.open` the first time work is
-submitted (and again after a reopen), :meth:`Backend.submit_batch` when ``map`` has several
-chunks ready at once, and :meth:`Backend.release` after it shut the executor down.
+submitted (and again after a reopen), :meth:`Backend.shares_memory` and
+:meth:`Backend.submit_batch` when ``map`` has several chunks ready at once, and
+:meth:`Backend.release` after it shut the executor down.
 """
 
 from __future__ import annotations
@@ -213,7 +214,8 @@ class Backend(abc.ABC):
     #: pending); ``"threads"``, nothing is pickled; ``"processes"``, pickling errors become
     #: :class:`~anyexec.errors.UnpicklableError`, ``BrokenExecutor`` becomes
     #: :class:`~anyexec.errors.WorkerLost`, and large numpy arrays go through shared memory
-    #: (``/dev/shm``); ``"cluster"``, as ``"processes"`` without shared memory. Workers that
+    #: (``/dev/shm``); ``"cluster"``, as ``"processes"``, with shared memory only for an
+    #: executor whose workers :meth:`shares_memory` says are on this machine. Workers that
     #: may run on another host must say ``"cluster"``.
     crosses: ClassVar[Crossing] = "threads"
     #: The options :meth:`open` accepts. Anything else is rejected with a ConfigError.
@@ -265,6 +267,24 @@ class Backend(abc.ABC):
 
         Called once after ``executor.shutdown()``. Never close what was merely connected to.
         """
+
+    def shares_memory(self, executor: cf.Executor) -> bool:
+        """Whether ``executor``'s workers are processes on this machine, run by this user,
+        that can open the files the caller writes in ``/dev/shm``: numpy arrays of 1 MiB
+        or more in a ``map``'s items then reach them through one shared-memory file each
+        (the chunk carries a small handle, the worker maps the file) instead of being
+        pickled, unless the map says ``share_arrays=False``.
+
+        Called by :class:`anyexec.Executor` before it submits each batch of ``map``
+        chunks, with the executor that batch goes to; keep it cheap, and give one answer
+        per executor. Only asked where :attr:`crosses` is ``"processes"`` or
+        ``"cluster"``. The default says yes exactly where :attr:`crosses` is
+        ``"processes"``. A ``"cluster"`` backend says yes only for an executor whose every
+        worker, replacements included, is sure to run here (dask: the embedded cluster it
+        started on 127.0.0.1, never a cluster it connected to): a file path means nothing
+        on another host.
+        """
+        return self.crosses == "processes"
 
     def kill(self, executor: cf.Executor) -> None:
         """Stop the tasks running now (``Executor.kill_running``, and Ctrl-C leaving a

@@ -222,9 +222,6 @@ class Executor(cf.Executor):
         self._finalizer = weakref.finalize(self, self._pool.close, False, True)
         self._crossing = settings.backend.crosses in ("processes", "cluster")
         self._port = _Port(self)
-        # Large arrays go through shared memory to process workers on this machine; a
-        # cluster's workers may be elsewhere, and threads share memory anyway.
-        self._shares = settings.backend.crosses == "processes"
         self._shared_store: SharedStore | None = None
         # Its own lock: a chunk's done-callback releases arrays from a pool's thread while
         # the caller may hold self._lock (shutdown waits for the pool under it).
@@ -441,16 +438,19 @@ class Executor(cf.Executor):
     ) -> list[cf.Future[ChunkResult]]:
         inner = self._inner()
         batch = self._settings.backend.submit_batch
-        uses = self._share(chunks) if share_arrays and self._shares else None
+        uses = self._share(chunks) if share_arrays and self._shares_memory(inner) else None
         try:
             try:
                 futures = batch(inner, chunks)
             except cf.BrokenExecutor:
-                futures = batch(self._replace_broken(inner), chunks)
+                fresh = self._replace_broken(inner)
+                if uses and not self._shares_memory(fresh):  # the new workers may be elsewhere
+                    self._unshare(chunks, uses)
+                    uses = None
+                futures = batch(fresh, chunks)
         except BaseException:
             if uses:
-                for keys in uses:
-                    self._store.release(keys)
+                self._unshare(chunks, uses)
             raise
         if uses:
             for fut, keys in zip(futures, uses):
@@ -462,8 +462,29 @@ class Executor(cf.Executor):
     def _release(self, keys: list[int], _: object) -> None:
         self._store.release(keys)
 
+    def _shares_memory(self, inner: cf.Executor) -> bool:
+        """Whether ``map`` sends large arrays to ``inner``'s workers through shared memory:
+        only where they are processes (threads share the caller's memory anyway) and the
+        backend says they can open this machine's shared-memory files
+        (:meth:`Backend.shares_memory <anyexec.contract.Backend.shares_memory>`: process
+        and loky always, dask on its embedded cluster only). Asked for each batch of
+        chunks, of the executor that batch goes to: the backend opens it lazily, and may
+        replace it with another."""
+        return self._crossing and bool(self._settings.backend.shares_memory(inner))
+
+    def _unshare(self, chunks: Sequence[Chunk], uses: list[list[int]]) -> None:
+        """Undo :meth:`_share` for chunks that were not sent: their files are released and
+        they carry the caller's arrays again."""
+        for chunk, keys in zip(chunks, uses):
+            if keys:
+                self._store.release(keys)
+            if chunk.shared:
+                chunk.items, chunk.shared = chunk.original, False
+
     def _share(self, chunks: Sequence[Chunk]) -> list[list[int]] | None:
-        """Put large numpy arrays of process-bound chunks in shared memory (anyexec._shared)."""
+        """Put the large numpy arrays of chunks bound for workers that share this machine's
+        memory in shared-memory files (anyexec._shared); per chunk, the keys to release
+        once it is done, or None when no chunk holds such an array."""
         if "numpy" not in sys.modules:  # no numpy imported: there can be no arrays
             return None
         uses: list[list[int]] = []

@@ -50,8 +50,9 @@ class MapOptions(TypedDict, total=False):
     - ``buffersize``: chunks in flight; ``"auto"`` (default) is a few per worker, so input
       is read lazily; ``None`` submits everything at once, as the standard library does.
     - ``progress``: True (or a description, or tqdm keyword arguments) shows a bar.
-    - ``share_arrays``: numpy arrays of 1 MiB or more reach process workers through shared
-      memory (one copy, no pickling); False pickles them.
+    - ``share_arrays``: numpy arrays of 1 MiB or more reach workers that are processes on
+      this machine (process, loky, dask's embedded cluster) through shared memory (one
+      copy, no pickling); False pickles them.
     - ``task_timeout``: seconds one task may run; past it that task fails with
       ``TaskTimeout`` and the others go on (``docs/reliability.md``).
     - ``retries``: re-run a chunk whose worker died up to this many times, one task at a

@@ -637,7 +637,10 @@ class DaskExecutor(cf.Executor):
     def submit_batch(self, calls: Sequence[Callable[[], Any]]) -> list[cf.Future[Any]]:
         """Chunks go in one ``client.map``; a chunk holding large numpy arrays scatters them
         to the workers first (sent once, not embedded in the graph) and is submitted on
-        its own with the scattered futures as arguments."""
+        its own with the scattered futures as arguments. On the embedded cluster the core
+        has already put such arrays in shared memory (:meth:`DaskBackend.shares_memory`),
+        so its chunks hold small handles and nothing is scattered, unless the map said
+        ``share_arrays=False``."""
         if self._closed:
             raise RuntimeError("cannot schedule new futures after shutdown")
         out: list[cf.Future[Any] | None] = [None] * len(calls)
@@ -926,6 +929,15 @@ class DaskBackend(Backend):
     ) -> list[cf.Future[Any]]:
         assert isinstance(executor, DaskExecutor)
         return executor.submit_batch(calls)
+
+    def shares_memory(self, executor: cf.Executor) -> bool:
+        """Only on the embedded cluster: its workers are processes of this user on this
+        machine (the host subprocess anyexec started on 127.0.0.1), so large arrays reach
+        them through shared-memory files, not over TLS. A cluster reached through
+        ``client=``, ``address=``, ``scheduler_file=`` or the default client may have
+        workers on other hosts: its arrays are scattered (:meth:`DaskExecutor.submit_batch`).
+        """
+        return isinstance(executor, DaskExecutor) and executor.host is not None
 
     def kill(self, executor: cf.Executor) -> None:
         """Embedded cluster: cancel everything and restart its workers. A cluster merely
