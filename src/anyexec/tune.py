@@ -155,8 +155,9 @@ class Candidate:
     startup: float | None = None
     measurement: Measurement | None = None
     options: dict[str, Any] = field(default_factory=dict)
-    #: ``ts`` is a serial run taken right after this row's run (a second look at a row
-    #: that fell behind), not the fastest serial run of the whole search.
+    #: ``ts`` is the faster of two serial runs taken just before and just after this
+    #: row's run (a second look at a row that fell behind), not the fastest serial run
+    #: of the whole search.
     paired: bool = False
 
     @property
@@ -756,7 +757,7 @@ class _Search:
                 self.progress.step(f"{name} × {workers}, chunksize {chunk}")
                 try:
                     t, got = _run(ex, self.fn, self.items, chunk)
-                    if chunk == "auto" and self.far_behind(self.ts / t, ""):
+                    if chunk == "auto" and self.far_behind(self.ts / max(t, 1e-9), ""):
                         t = self.second_look(ex, row, t, until)
                 except Exception as exc:
                     row.status, row.note = "failed", f"{type(exc).__name__}: {exc}"
