@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import multiprocessing
+import os
 
 import pytest
 
@@ -107,6 +108,33 @@ def test_distributed_done_callback_coroutine() -> None:
     assert done_callback is not None, "distributed.client.done_callback is gone"
     assert inspect.iscoroutinefunction(done_callback)
     assert list(inspect.signature(done_callback).parameters)[:2] == ["future", "callback"]
+
+
+_UNLINK_CHECK = """
+import multiprocessing, os
+from anyexec import _compat
+lock = multiprocessing.get_context("spawn").Lock()
+path = "/dev/shm/sem." + lock._semlock.name.lstrip("/")
+assert os.path.exists(path), path
+assert _compat.unlink_named_semaphores() >= 1
+assert not os.path.exists(path), path
+lock.acquire()  # the lock itself still works: only its name is gone
+lock.release()
+assert _compat.unlink_named_semaphores() == 0  # each finalizer runs once
+"""
+
+
+@pytest.mark.skipif(not os.path.isdir("/dev/shm"), reason="named semaphores live in /dev/shm")
+def test_unlink_named_semaphores() -> None:
+    # In a process of its own: it unlinks every semaphore name of the process, which a
+    # pool of this test process may still need to start a worker.
+    import subprocess
+    import sys
+
+    out = subprocess.run(
+        [sys.executable, "-c", _UNLINK_CHECK], capture_output=True, text=True, timeout=120
+    )
+    assert out.returncode == 0, out.stderr
 
 
 def test_threading_register_atexit_runs_before_thread_pools_close() -> None:

@@ -356,6 +356,25 @@ for name, kwargs in attempts.items():
 """
 
 
+@pytest.mark.skipif(not Path("/dev/shm").is_dir(), reason="named semaphores live in /dev/shm")
+def test_embedded_cluster_leaves_no_semaphore_in_dev_shm() -> None:
+    """The nannies' queues to their workers use named semaphores; the host unlinks them
+    before it kills its group (its resource tracker dies with it)."""
+
+    def semaphores() -> set[str]:
+        return {p.name for p in Path("/dev/shm").glob("sem.*")}
+
+    before = semaphores()
+    with anyexec.Executor("dask", workers=2) as ex:
+        assert ex.submit(tasks.square, 3).result(timeout=120) == 9
+        made = semaphores() - before
+        assert made, "the embedded cluster's nannies made no named semaphore"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and made & semaphores():
+        time.sleep(0.2)
+    assert not made & semaphores(), sorted(made & semaphores())
+
+
 def test_embedded_cluster_refuses_a_process_without_its_credentials() -> None:
     """The embedded cluster's scheduler speaks TLS with per-cluster temporary certificates
     that only the caller holds: another local process cannot submit work to it."""

@@ -22,6 +22,7 @@ __all__ = [
     "process_pool_forget_cancelled",
     "process_pool_pending",
     "register_thread_exit",
+    "unlink_named_semaphores",
     "update_worker_status_removal",
 ]
 
@@ -99,6 +100,27 @@ def dask_done_callback() -> Any:
     import distributed.client
 
     return getattr(distributed.client, "done_callback", None)
+
+
+def unlink_named_semaphores() -> int:
+    """Unlink now the named semaphores this process created for ``multiprocessing``
+    objects of the spawn and forkserver contexts (queues, locks, events), as the process
+    would at a normal exit; returns how many. For a process about to be killed: its
+    ``multiprocessing`` resource tracker, killed with it, could not unlink them, and each
+    would stay in ``/dev/shm``. Only these finalizers run: others (joining a queue's feeder
+    thread) could block. CPython 3.10-3.13: ``multiprocessing.util._finalizer_registry``
+    holds ``Finalize`` objects; a semaphore's callback is ``SemLock._cleanup``."""
+    import multiprocessing.synchronize
+    import multiprocessing.util
+
+    cleanup = multiprocessing.synchronize.SemLock._cleanup  # type: ignore[attr-defined]
+    done = 0
+    for finalizer in list(multiprocessing.util._finalizer_registry.values()):  # type: ignore[attr-defined]
+        if getattr(finalizer, "_callback", None) is cleanup:
+            with contextlib.suppress(Exception):  # already unlinked: nothing to do
+                finalizer()
+                done += 1
+    return done
 
 
 def register_thread_exit(fn: Any) -> None:

@@ -50,7 +50,18 @@ class HostSpec:
 
 
 def _die_with_group() -> None:
-    """Kill this process group (this host, its nannies, their workers) at once."""
+    """Kill this process group (this host, its nannies, their workers) at once.
+
+    First unlink the named semaphores of the queues the nannies made to talk to their
+    workers (three per queue, two queues per worker): the resource tracker that would
+    unlink them at a normal exit dies with the group, and each would stay in ``/dev/shm``
+    for as long as the machine runs."""
+    try:
+        from anyexec import _compat
+
+        _compat.unlink_named_semaphores()
+    except Exception:  # nothing may keep the group alive
+        pass
     try:
         os.killpg(os.getpgid(0), signal.SIGKILL)
     finally:  # not a group leader (started by hand): at least go ourselves
