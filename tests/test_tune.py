@@ -259,6 +259,35 @@ def test_a_difference_within_the_noise_is_a_tie() -> None:
     assert _clearly_beats(Candidate("loky", 2, ts=1.0, times=[0.4]), one)
 
 
+#: Calls in the caller's thread still to slow down (see ``disturbed``).
+_slowed_calls = [0]
+
+
+def disturbed(x: int) -> int:
+    """A task whose serial runs (in the caller's thread) are slowed while
+    ``_slowed_calls`` lasts, as other work on the machine would slow them."""
+    time.sleep(0.002)
+    if threading.current_thread() is threading.main_thread() and _slowed_calls[0] > 0:
+        _slowed_calls[0] -= 1
+        time.sleep(0.02)
+    return x
+
+
+def test_a_slowed_serial_run_does_not_lift_a_speedup() -> None:
+    from anyexec.tune import _Search
+
+    search = _Search(disturbed, list(range(16)), 20.0, ["thread"], [2], None, False)
+    search.calibrate()
+    _slowed_calls[0] = 16  # the whole first serial run of the series
+    before = len(search.serial_times)
+    m = search.alternate(Candidate("thread", 2), 1, time.perf_counter() + 60)
+    slowed, quiet = search.serial_times[before:]
+    assert slowed > quiet
+    # The parallel run's reference is the faster serial run beside it.
+    assert m.serial_times == [quiet]
+    assert len(m.parallel_times) == 1
+
+
 def test_module_is_callable_like_the_function() -> None:
     import anyexec.tune as module
 

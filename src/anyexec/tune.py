@@ -14,8 +14,9 @@ search, in order (``docs/tuning.md``):
    stop helping. One pool at a time: each is shut down before the next one starts, and
    start-up is timed on its own, outside the runs.
 3. **Re-measure the leaders** the way :func:`anyexec.measure.measure` does (serial and
-   parallel runs alternate), as many times as the rest of the budget allows, stopping
-   early when the machine slows down.
+   parallel runs alternate, and a serial run closes the series), as many times as the rest
+   of the budget allows, stopping early when the machine slows down. Each parallel run's
+   reference is the faster of the serial runs on either side of it.
 4. **Decide.** The highest speedup wins; within 5% of it the simpler choice wins (chunk
    size ``"auto"``, the cheaper backend, fewer workers). Below a speedup of 1.1 the answer
    is ``serial``, and the verdict says why.
@@ -825,7 +826,9 @@ class _Search:
         # a fifth more, and keep a margin.
         margin = 0.03 * self.budget
         while leaders:
-            fixed = sum(self.startup_guess(r.backend, r.workers) + (r.tp or 0) for r in leaders)
+            fixed = sum(
+                self.startup_guess(r.backend, r.workers) + (r.tp or 0) + self.ts for r in leaders
+            )
             per_round = 1.2 * sum(self.ts + (r.tp or 0) for r in leaders)
             repeat = int((self.left() - margin - fixed) / per_round) if per_round > 0 else 0
             if repeat >= 1:
@@ -836,7 +839,9 @@ class _Search:
             return
         repeat = min(repeat, MAX_REPEAT)
         costs = [
-            self.startup_guess(r.backend, r.workers) + (1 + repeat) * (r.tp or 0) + repeat * self.ts
+            self.startup_guess(r.backend, r.workers)
+            + (1 + repeat) * (r.tp or 0)
+            + (1 + repeat) * self.ts
             for r in leaders
         ]
         for i, r in enumerate(leaders):
@@ -851,7 +856,6 @@ class _Search:
                 continue
             r.measurement = m
             r.ts, r.startup = m.ts, m.startup
-            self.serial_times += m.serial_times
             if not m.results_match:
                 r.status, r.note = "disqualified", f"results differ: {m.mismatch}"
             else:
@@ -859,8 +863,10 @@ class _Search:
 
     def alternate(self, r: Candidate, repeat: int, until: float) -> Measurement:
         """:func:`anyexec.measure.measure`'s method (pool started and warmed outside the
-        clock, then one serial and one parallel run in turn), with a deadline: no new
-        round starts once the last one would end after ``until``. At least one round."""
+        clock, then one serial and one parallel run in turn, and a last serial run), with a
+        deadline: no new round starts once it would end after ``until``. At least one
+        round. Each round's serial time is the faster of the serial runs around its
+        parallel run."""
         chunk = r.chunksize
         t0 = time.perf_counter()
         ex = Executor(r.backend, r.workers)
@@ -868,18 +874,25 @@ class _Search:
             ex.start()
             startup = time.perf_counter() - t0
             _run(ex, self.fn, self.items[: max(1, min(len(self.items), 2 * r.workers))], chunk)
-            ts_times: list[float] = []
+            runs: list[float] = []  # serial runs, one before each parallel run and one after all
             tp_times: list[float] = []
             got: list[Any] = []
             with Executor("serial") as baseline:
+                runs.append(_run(baseline, self.fn, self.items, chunk)[0])
                 for _ in range(repeat):
-                    ts_times.append(_run(baseline, self.fn, self.items, chunk)[0])
                     t, got = _run(ex, self.fn, self.items, chunk)
                     tp_times.append(t)
-                    if time.perf_counter() + ts_times[-1] + t > until:
+                    runs.append(_run(baseline, self.fn, self.items, chunk)[0])
+                    if time.perf_counter() + runs[-1] + t > until:
                         break
         finally:
             ex.shutdown(wait=True)
+        self.serial_times += runs
+        # Each parallel run sits between two serial runs, and the faster of the two is its
+        # reference: other work (a pool that has just started and is still settling, another
+        # program) can only slow a serial run down, and one slowed reference alone would
+        # lift a round's speedup.
+        ts_times = [min(a, b) for a, b in zip(runs, runs[1:])]
         mismatch = _same(self.expected, got)
         return Measurement(
             backend=ex.backend,
