@@ -81,6 +81,11 @@ CASES = [
         "test_dead_worker_is_worker_lost and not amap and not asubmit",
         "task that kills its worker did not finish within",
     ),
+    (
+        "kill_own_error",
+        "test_kill_running_fails_what_it_stops",
+        "*a task stopped by kill_running() gave *ShutdownExecutorError*not WorkerLost",
+    ),
 ]
 
 

@@ -600,6 +600,37 @@ def test_results_are_fetched_in_batches_of_a_quarter_of_the_pending(
     assert anyexec_dask.DaskExecutor._next_batch(ex) == ["d", "e"]
 
 
+def test_kill_running_while_a_result_is_fetched_is_worker_lost() -> None:
+    """A finished result the results thread is fetching when kill_running() restarts the
+    workers is lost with them: WorkerLost (the task was stopped), not SchedulerLost."""
+    import threading
+
+    with anyexec.Executor("dask", workers=1) as ex:
+        assert ex.submit(tasks.square, 2).result(timeout=120) == 4
+        inner = ex._pool.inner
+        client = inner.client
+        gather, killed = client.gather, threading.Event()
+
+        def gather_after_a_kill(*args: Any, **kwargs: Any) -> Any:
+            if not killed.is_set():
+                killed.set()
+                ex.kill_running()
+            return gather(*args, **kwargs)
+
+        client.gather = gather_after_a_kill
+        try:
+            fut = ex.submit(tasks.square, 3)
+            try:
+                got: Any = fut.result(timeout=120)
+            except Exception as exc:
+                got = exc
+        finally:
+            del client.gather
+        assert killed.is_set()
+        assert got == 9 or isinstance(got, anyexec.WorkerLost), repr(got)
+        assert ex.submit(tasks.square, 5).result(timeout=120) == 25
+
+
 def test_a_lone_result_waits_at_most_linger(monkeypatch: pytest.MonkeyPatch) -> None:
     import anyexec_dask
 

@@ -892,7 +892,7 @@ class _Search:
         # reference: other work (a pool that has just started and is still settling, another
         # program) can only slow a serial run down, and one slowed reference alone would
         # lift a round's speedup.
-        ts_times = [min(a, b) for a, b in zip(runs, runs[1:])]
+        ts_times = [min(a, b) for a, b in itertools.pairwise(runs)]
         mismatch = _same(self.expected, got)
         return Measurement(
             backend=ex.backend,

@@ -324,8 +324,12 @@ class ProcessExpired(Exception):
     """A pebble-like report of a dead worker: not a BrokenExecutor."""
 
 
-class _OwnDeathError(cf.ProcessPoolExecutor):
-    """A process pool that reports a dead worker with its own exception type."""
+class _Relaying(cf.ProcessPoolExecutor):
+    """A process pool whose futures are copies of the real ones; ``error(exc)`` decides
+    what a failed copy gets: an exception, or None to leave it pending forever."""
+
+    def error(self, exc: BaseException) -> BaseException | None:
+        return exc
 
     def submit(self, fn: Any, /, *args: Any, **kwargs: Any) -> cf.Future[Any]:
         outer: cf.Future[Any] = cf.Future()
@@ -336,17 +340,28 @@ class _OwnDeathError(cf.ProcessPoolExecutor):
                 outer.cancel()
                 outer.set_running_or_notify_cancel()
                 return
-            outer.set_running_or_notify_cancel()
             exc = f.exception()
-            if isinstance(exc, cf.BrokenExecutor):
-                outer.set_exception(ProcessExpired(f"Abnormal termination: {exc}"))
-            elif exc is not None:
+            if exc is not None:
+                exc = self.error(exc)
+                if exc is None:
+                    return  # dropped: the caller waits forever
+            outer.set_running_or_notify_cancel()
+            if exc is not None:
                 outer.set_exception(exc)
             else:
                 outer.set_result(f.result())
 
         inner.add_done_callback(copy)
         return outer
+
+
+class _OwnDeathError(_Relaying):
+    """A process pool that reports a dead worker with its own exception type."""
+
+    def error(self, exc: BaseException) -> BaseException | None:
+        if isinstance(exc, cf.BrokenExecutor):
+            return ProcessExpired(f"Abnormal termination: {exc}")
+        return exc
 
 
 def _spawn() -> Any:
@@ -371,29 +386,13 @@ def _is_pickling_error(exc: BaseException | None) -> bool:
     return isinstance(exc, (TypeError, AttributeError)) and "pickl" in str(exc).lower()
 
 
-class _DropsPicklingErrors(cf.ProcessPoolExecutor):
+class _DropsPicklingErrors(_Relaying):
     """An mpire-like pool: a pickling error is logged nowhere and the future waits forever."""
 
-    def submit(self, fn: Any, /, *args: Any, **kwargs: Any) -> cf.Future[Any]:
-        outer: cf.Future[Any] = cf.Future()
-        inner = super().submit(fn, *args, **kwargs)
-
-        def copy(f: cf.Future[Any]) -> None:
-            if f.cancelled():
-                outer.cancel()
-                outer.set_running_or_notify_cancel()
-                return
-            exc = f.exception()
-            if _is_pickling_error(exc) or _is_pickling_error(getattr(exc, "__cause__", None)):
-                return  # dropped: the caller waits forever
-            outer.set_running_or_notify_cancel()
-            if exc is not None:
-                outer.set_exception(exc)
-            else:
-                outer.set_result(f.result())
-
-        inner.add_done_callback(copy)
-        return outer
+    def error(self, exc: BaseException) -> BaseException | None:
+        if _is_pickling_error(exc) or _is_pickling_error(exc.__cause__):
+            return None
+        return exc
 
 
 class MpireLike(ProcessBackend):
@@ -406,29 +405,11 @@ class MpireLike(ProcessBackend):
         return _DropsPicklingErrors(workers, mp_context=_spawn())
 
 
-class _LosesDeadWorkersTasks(cf.ProcessPoolExecutor):
+class _LosesDeadWorkersTasks(_Relaying):
     """Like ``multiprocessing.Pool``: a dead worker is replaced, its task forgotten."""
 
-    def submit(self, fn: Any, /, *args: Any, **kwargs: Any) -> cf.Future[Any]:
-        outer: cf.Future[Any] = cf.Future()
-        inner = super().submit(fn, *args, **kwargs)
-
-        def copy(f: cf.Future[Any]) -> None:
-            if f.cancelled():
-                outer.cancel()
-                outer.set_running_or_notify_cancel()
-                return
-            exc = f.exception()
-            if isinstance(exc, cf.BrokenExecutor):
-                return  # forgotten
-            outer.set_running_or_notify_cancel()
-            if exc is not None:
-                outer.set_exception(exc)
-            else:
-                outer.set_result(f.result())
-
-        inner.add_done_callback(copy)
-        return outer
+    def error(self, exc: BaseException) -> BaseException | None:
+        return None if isinstance(exc, cf.BrokenExecutor) else exc
 
 
 class ForgetsDeadWorkers(ProcessBackend):
@@ -439,6 +420,36 @@ class ForgetsDeadWorkers(ProcessBackend):
 
     def open(self, workers: int, **options: Any) -> cf.Executor:
         return _LosesDeadWorkersTasks(workers, mp_context=_spawn())
+
+
+class ShutdownExecutorError(RuntimeError):
+    """What a loky-like pool gives the tasks it stopped on purpose."""
+
+
+class _StopsWithItsOwnError(_Relaying):
+    killed = False
+
+    def error(self, exc: BaseException) -> BaseException | None:
+        if self.killed and isinstance(exc, cf.BrokenExecutor):
+            return ShutdownExecutorError(f"the pool was stopped: {exc}")
+        return exc
+
+
+class KillOwnError(ProcessBackend):
+    """``kill_running()`` stops the workers, but the tasks it stopped fail with the pool's
+    own ``ShutdownExecutorError``, not a BrokenExecutor (a worker that dies on its own is
+    reported right)."""
+
+    name = "kill_own_error"
+    options = {}
+
+    def open(self, workers: int, **options: Any) -> cf.Executor:
+        return _StopsWithItsOwnError(workers, mp_context=_spawn())
+
+    def kill(self, executor: cf.Executor) -> None:
+        assert isinstance(executor, _StopsWithItsOwnError)
+        executor.killed = True
+        super().kill(executor)
 
 
 def _backends() -> dict[str, Callable[[], Backend]]:
@@ -460,6 +471,7 @@ def _backends() -> dict[str, Callable[[], Backend]]:
         PebbleLike,
         MpireLike,
         ForgetsDeadWorkers,
+        KillOwnError,
     ):
         out[cls.name] = cls
     return out

@@ -895,6 +895,59 @@ class WorkerLossChecks(Fixtures):
             )
         assert got == [0, 1, 2, 3]
 
+    def test_kill_running_fails_what_it_stops_with_worker_lost(
+        self, make_executor: Any, evidence: str, anyexec_deadline: float
+    ) -> None:
+        """``kill_running()`` while a task runs and short tasks stream their results: the
+        running task fails with WorkerLost; every other future settles with its own result
+        or WorkerLost (a result caught mid-delivery included), never another error; a
+        result delivered before stays; the executor serves again."""
+        ex = make_executor()
+        _skip_unless_processes(ex, "no worker process for kill_running() to stop")
+        before = ex.submit(tasks.square, 3)
+        assert within(anyexec_deadline, f"{ex.backend}: submit", before.result) == 9
+        busy = _busy(ex, evidence, anyexec_deadline)
+        short = [ex.submit(tasks.sleep_then, 0.005, i) for i in range(60)]
+        within(
+            anyexec_deadline,
+            f"{ex.backend}: short tasks beside a running one",
+            cf.wait,
+            short,
+            return_when=cf.FIRST_COMPLETED,
+        )
+        try:
+            ex.kill_running()
+        except anyexec.Unsupported as exc:
+            pytest.skip(f"{ex.backend}: kill_running() is not supported here: {exc}")
+
+        def outcome(fut: cf.Future[Any]) -> Any:
+            try:
+                return fut.result()
+            except BaseException as exc:
+                return exc
+
+        got = within(
+            anyexec_deadline,
+            f"{ex.backend}: the futures after kill_running()",
+            lambda: [outcome(f) for f in [busy, *short]],
+        )
+        assert isinstance(got[0], anyexec.WorkerLost), (
+            f"{ex.backend}: a task stopped by kill_running() gave {got[0]!r}, not WorkerLost"
+        )
+        lost = anyexec.WorkerLost
+        wrong = [(i, g) for i, g in enumerate(got[1:]) if g != i and not isinstance(g, lost)]
+        assert not wrong, (
+            f"{ex.backend}: after kill_running() a future must hold its own result or "
+            f"WorkerLost; {len(wrong)} did not, e.g. task {wrong[0][0]}: {wrong[0][1]!r}"
+        )
+        assert before.result() == 9
+        again = within(
+            anyexec_deadline,
+            f"{ex.backend}: submit after kill_running()",
+            lambda: ex.submit(tasks.square, 4).result(),
+        )
+        assert again == 16
+
 
 def _unpicklable_function() -> Callable[[Any], Any]:
     lock = threading.Lock()

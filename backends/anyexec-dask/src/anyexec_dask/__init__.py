@@ -379,12 +379,18 @@ _LIVE: weakref.WeakSet[DaskExecutor] = weakref.WeakSet()  # open executors, for 
 _CLOSERS: set[threading.Thread] = set()  # closing after shutdown(wait=False), for exit
 
 
+def _stopped_by_kill() -> WorkerLost:
+    return WorkerLost("backend 'dask': the task was stopped by kill_running()")
+
+
 class DaskExecutor(cf.Executor):
     """A ``concurrent.futures.Executor`` over a ``distributed.Client``."""
 
     def __init__(self, workers: int, options: dict[str, Any]) -> None:
         self._lock = threading.Lock()
         self._pending: dict[distributed.Future[Any], _DaskFuture] = {}
+        # futures whose results the results thread is fetching now (out of _pending)
+        self._fetching: set[_DaskFuture] = set()
         # finished dask futures, for the results thread (_fetch); None stops it
         self._ready: queue.SimpleQueue[distributed.Future[Any] | None] = queue.SimpleQueue()
         self._fetcher: threading.Thread | None = None
@@ -539,10 +545,22 @@ class DaskExecutor(cf.Executor):
         return batch
 
     def _copy(self, batch: list[distributed.Future[Any]]) -> None:
+        copying: list[_DaskFuture] = []
+        try:
+            self._copy_into(batch, copying)
+        finally:
+            with self._lock:
+                self._fetching.difference_update(copying)
+
+    def _copy_into(self, batch: list[distributed.Future[Any]], copying: list[_DaskFuture]) -> None:
         finished: list[tuple[distributed.Future[Any], _DaskFuture]] = []
         for inner in batch:
             with self._lock:
                 outer = self._pending.pop(inner, None)
+                if outer is not None:
+                    # kill_running() still counts it: its result may be lost mid-fetch
+                    self._fetching.add(outer)
+                    copying.append(outer)
             if outer is None or outer.done():
                 continue
             status = inner.status
@@ -588,9 +606,7 @@ class DaskExecutor(cf.Executor):
                 self._deliver(outer, inner.result())
             elif status == "cancelled":
                 if outer._killed:
-                    outer.set_exception(
-                        WorkerLost("backend 'dask': the task was stopped by kill_running()")
-                    )
+                    outer.set_exception(_stopped_by_kill())
                 elif outer._asked_to_cancel:
                     outer.cancel_and_notify()
                 else:
@@ -612,12 +628,17 @@ class DaskExecutor(cf.Executor):
                 outer.set_exception(exc)
         except cf.InvalidStateError:  # cancelled meanwhile
             pass
-        except Exception as exc:  # the result could not be fetched: the scheduler went away
+        except Exception as exc:  # the result could not be fetched
             if not outer.done():
-                gone = SchedulerLost(
-                    f"backend 'dask': the connection to the scheduler at {self.address} "
-                    f"was lost while fetching the task's result: {type(exc).__name__}: {exc}"
-                )
+                gone: Exception
+                if outer._killed:  # kill_running() restarted the workers that held it
+                    gone = _stopped_by_kill()
+                else:  # the scheduler went away
+                    gone = SchedulerLost(
+                        f"backend 'dask': the connection to the scheduler at {self.address} "
+                        f"was lost while fetching the task's result: "
+                        f"{type(exc).__name__}: {exc}"
+                    )
                 gone.__cause__ = exc
                 try:
                     outer.set_exception(gone)
@@ -668,8 +689,8 @@ class DaskExecutor(cf.Executor):
     def kill(self) -> None:
         with self._lock:
             pending = dict(self._pending)
-        for outer in pending.values():
-            outer._killed = True
+            for outer in [*pending.values(), *self._fetching]:
+                outer._killed = True
         if pending:
             self.client.cancel(list(pending), force=True)
         self.client.restart(wait_for_workers=False)
