@@ -252,6 +252,15 @@ def test_a_difference_within_the_noise_is_a_tie() -> None:
     # One disturbed round does not make a tie of a clear difference.
     one_outlier = _remeasured("process", [1.0] * 5, [0.52, 0.52, 0.53, 0.53, 0.95])
     assert _clearly_beats(one_outlier, quiet_dask)
+    # With one round each there are no quartiles: the serial runs around them measure the
+    # noise. dask 8% ahead while its serial runs spread by 20% is a tie; by 2%, it is not.
+    loky = _remeasured("loky", [1.0], [0.52])
+    lucky_dask = _remeasured("dask", [1.0], [0.48])
+    lucky_dask.serial_runs = [1.2, 1.0]
+    assert lucky_dask.speedup > 1.05 * loky.speedup  # type: ignore[operator]
+    assert not _clearly_beats(lucky_dask, loky)
+    lucky_dask.serial_runs = [1.02, 1.0]
+    assert _clearly_beats(lucky_dask, loky)
     # Within 5% is a tie for screened rows (one run each) too.
     one = Candidate("thread", 2, ts=1.0, times=[0.55])
     other = Candidate("process", 2, ts=1.0, times=[0.53])
@@ -280,11 +289,13 @@ def test_a_slowed_serial_run_does_not_lift_a_speedup() -> None:
     search.calibrate()
     _slowed_calls[0] = 16  # the whole first serial run of the series
     before = len(search.serial_times)
-    m = search.alternate(Candidate("thread", 2), 1, time.perf_counter() + 60)
+    row = Candidate("thread", 2)
+    m = search.alternate(row, 1, time.perf_counter() + 60)
     slowed, quiet = search.serial_times[before:]
     assert slowed > quiet
     # The parallel run's reference is the faster serial run beside it.
     assert m.serial_times == [quiet]
+    assert row.serial_runs == [slowed, quiet]  # their spread is the noise seen
     assert len(m.parallel_times) == 1
 
 

@@ -17,8 +17,9 @@ search, in order (``docs/tuning.md``):
    parallel runs alternate, and a serial run closes the series), as many times as the rest
    of the budget allows, stopping early when the machine slows down. Each parallel run's
    reference is the faster of the serial runs on either side of it.
-4. **Decide.** The highest speedup wins; within 5% of it the simpler choice wins (chunk
-   size ``"auto"``, the cheaper backend, fewer workers). Below a speedup of 1.1 the answer
+4. **Decide.** The highest speedup wins; within 5% of it, or within the noise the serial
+   runs showed, the simpler choice wins (chunk size ``"auto"``, the cheaper backend,
+   fewer workers). Below a speedup of 1.1 the answer
    is ``serial``, and the verdict says why.
 """
 
@@ -160,6 +161,9 @@ class Candidate:
     #: row's run (a second look at a row that fell behind), not the fastest serial run
     #: of the whole search.
     paired: bool = False
+    #: Every serial run of this row's re-measurement, in order; their spread is how
+    #: noisy the machine was while it was measured.
+    serial_runs: list[float] = field(default_factory=list)
 
     @property
     def tp(self) -> float | None:
@@ -209,6 +213,7 @@ class Candidate:
             "note": self.note,
             "ts": self.ts,
             "ts_paired": self.paired,
+            "ts_runs": self.serial_runs,
             "tp": self.tp,
             "times": self.times,
             "speedup": self.speedup,
@@ -401,15 +406,24 @@ def _cloudpickles(obj: Any) -> bool:
         return False
 
 
+def _spread(runs: list[float]) -> float:
+    """How far apart runs of the same work are: slowest over fastest, less one."""
+    return max(runs) / min(runs) - 1 if len(runs) > 1 and min(runs) > 0 else 0.0
+
+
 def _clearly_beats(a: Candidate, b: Candidate) -> bool:
     """Whether ``a``'s speedup is above ``b``'s by more than the noise: by more than
-    ``TIE``, and, where both were re-measured, with ``a``'s lower quartile of rounds above
-    ``b``'s median and ``a``'s median above ``b``'s upper quartile. On a busy machine the
-    rounds spread, and a difference within the spread is a tie, which the simpler choice
-    wins; quartiles (nearest rank) rather than the extremes, so one disturbed round does
-    not make a tie of a clear difference."""
+    ``TIE``, and by more than the spread of the serial runs taken while either was
+    re-measured, and, where both were re-measured, with ``a``'s lower quartile of rounds
+    above ``b``'s median and ``a``'s median above ``b``'s upper quartile. On a busy
+    machine runs of the same work spread, and a difference within the spread is a tie,
+    which the simpler choice wins (with one or two rounds, the serial runs are the only
+    measure of the noise there is); quartiles (nearest rank) rather than the extremes,
+    so one disturbed round does not make a tie of a clear difference."""
     sa, sb = a.speedup or 0.0, b.speedup or 0.0
     if sa * (1 - TIE) <= sb:
+        return False
+    if sa <= sb * (1 + max(_spread(a.serial_runs), _spread(b.serial_runs))):
         return False
     if a.measurement is None or b.measurement is None:
         return True
@@ -888,6 +902,7 @@ class _Search:
         finally:
             ex.shutdown(wait=True)
         self.serial_times += runs
+        r.serial_runs = runs
         # Each parallel run sits between two serial runs, and the faster of the two is its
         # reference: other work (a pool that has just started and is still settling, another
         # program) can only slow a serial run down, and one slowed reference alone would
