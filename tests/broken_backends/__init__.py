@@ -427,6 +427,8 @@ class ShutdownExecutorError(RuntimeError):
 
 
 class _StopsWithItsOwnError(_Relaying):
+    """A process pool that reports the tasks ``kill()`` stopped with its own error."""
+
     killed = False
 
     def error(self, exc: BaseException) -> BaseException | None:
