@@ -152,6 +152,15 @@ def test_mismatch_disqualifies_and_is_reported() -> None:
     assert "disqualified: thread" in result.verdict
 
 
+def test_tiny_tasks_are_sampled_by_their_own_time_not_the_maps() -> None:
+    """One no-op through a serial map takes the map's fixed cost, hundreds of times the
+    task: the sample is sized from a run long enough to time the tasks, so it keeps every
+    input here (sizing it from one call kept a few hundred)."""
+    result = tune(noop, range(5000), budget=5, backends=["thread"])
+    assert result.sampled == 5000, result.verdict
+    assert "sampled" not in result.verdict
+
+
 def test_no_op_stays_serial_and_says_why() -> None:
     result = tune(noop, range(5000), budget=5, backends=["thread", "process"])
     assert (result.backend, result.workers, result.speedup) == ("serial", 1, 1.0)

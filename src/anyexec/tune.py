@@ -87,6 +87,8 @@ CALIBRATION_SHARE = 0.1
 #: (to at least 8 tasks per CPU), so that every backend gets its turn and the leaders can
 #: alternate several times.
 SAMPLE_SHARE = 1 / 30
+#: Seconds a serial run must take before its time per item sizes the sample.
+GROWN_RUN = 0.02
 #: Share of the budget after which screening stops, leaving the rest to the leaders.
 SCREEN_SHARE = 0.6
 #: Leaders re-measured at most, and at most per backend; their screening Tp must be
@@ -566,10 +568,12 @@ class _Search:
                     f"arguments, anything else is passed as the one argument)"
                 ) from exc
             limit = CALIBRATION_SHARE * self.budget
-            keep = max(8 * self.cpus, int(SAMPLE_SHARE * self.budget / max(first, 1e-9)))
+            per_item = self.time_per_item(ex, first)
+            keep = max(8 * self.cpus, int(SAMPLE_SHARE * self.budget / max(per_item, 1e-9)))
             if keep < self.tasks:  # the first call may have paid for imports: once more
                 first = min(first, _run(ex, self.fn, self.items[:1], "auto")[0])
-                keep = max(8 * self.cpus, int(SAMPLE_SHARE * self.budget / max(first, 1e-9)))
+                per_item = min(per_item, first)
+                keep = max(8 * self.cpus, int(SAMPLE_SHARE * self.budget / max(per_item, 1e-9)))
             if keep < self.tasks:
                 self.notes.append(f"sampled {keep} of {self.tasks} inputs to fit the budget")
                 self.items = self.items[:keep]
@@ -595,6 +599,17 @@ class _Search:
         self.rows.append(
             Candidate("serial", 1, "auto", "baseline", "the reference", self.ts, [self.ts])
         )
+
+    def time_per_item(self, ex: Executor, first: float) -> float:
+        """Seconds per item, for sizing the sample. A map of one short task times mostly
+        the map's own fixed cost, so the run grows fourfold until it takes
+        ``GROWN_RUN`` seconds or covers every input; each run is cheap next to the
+        calibration that follows."""
+        n, t = 1, first
+        while t < GROWN_RUN and n < self.tasks:
+            n = min(self.tasks, 4 * n)
+            t, _ = _run(ex, self.fn, self.items[:n], "auto")
+        return t / n
 
     # -- 2. probe and screen -----------------------------------------------------------
 
