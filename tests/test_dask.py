@@ -631,6 +631,28 @@ def test_kill_running_while_a_result_is_fetched_is_worker_lost() -> None:
         assert ex.submit(tasks.square, 5).result(timeout=120) == 25
 
 
+def test_shutdown_waits_for_a_result_being_fetched() -> None:
+    """shutdown(wait=True) while the results thread fetches a result: the result arrives
+    before the client closes, never SchedulerLost."""
+    import threading
+
+    ex = anyexec.Executor("dask", workers=1)
+    assert ex.submit(tasks.square, 2).result(timeout=120) == 4
+    client = ex._pool.inner.client
+    gather, inside = client.gather, threading.Event()
+
+    def slow_gather(*args: Any, **kwargs: Any) -> Any:
+        inside.set()
+        time.sleep(1.0)
+        return gather(*args, **kwargs)
+
+    client.gather = slow_gather
+    fut = ex.submit(tasks.square, 3)
+    assert inside.wait(120)
+    ex.shutdown(wait=True)
+    assert fut.result(timeout=0) == 9
+
+
 def test_a_lone_result_waits_at_most_linger(monkeypatch: pytest.MonkeyPatch) -> None:
     import anyexec_dask
 

@@ -389,7 +389,8 @@ class DaskExecutor(cf.Executor):
     def __init__(self, workers: int, options: dict[str, Any]) -> None:
         self._lock = threading.Lock()
         self._pending: dict[distributed.Future[Any], _DaskFuture] = {}
-        # futures whose results the results thread is fetching now (out of _pending)
+        # futures whose results the results thread is fetching now (out of _pending):
+        # kill_running() stops them too, and shutdown waits for them
         self._fetching: set[_DaskFuture] = set()
         # finished dask futures, for the results thread (_fetch); None stops it
         self._ready: queue.SimpleQueue[distributed.Future[Any] | None] = queue.SimpleQueue()
@@ -545,22 +546,20 @@ class DaskExecutor(cf.Executor):
         return batch
 
     def _copy(self, batch: list[distributed.Future[Any]]) -> None:
-        copying: list[_DaskFuture] = []
+        with self._lock:
+            taken = [(inner, self._pending.pop(inner, None)) for inner in batch]
+            # Out of _pending, kill_running() still counts them: a result may be lost
+            # mid-fetch when it restarts the workers.
+            self._fetching.update(outer for _, outer in taken if outer is not None)
         try:
-            self._copy_into(batch, copying)
+            self._copy_taken(taken)
         finally:
             with self._lock:
-                self._fetching.difference_update(copying)
+                self._fetching.difference_update(outer for _, outer in taken)
 
-    def _copy_into(self, batch: list[distributed.Future[Any]], copying: list[_DaskFuture]) -> None:
+    def _copy_taken(self, taken: list[tuple[distributed.Future[Any], _DaskFuture | None]]) -> None:
         finished: list[tuple[distributed.Future[Any], _DaskFuture]] = []
-        for inner in batch:
-            with self._lock:
-                outer = self._pending.pop(inner, None)
-                if outer is not None:
-                    # kill_running() still counts it: its result may be lost mid-fetch
-                    self._fetching.add(outer)
-                    copying.append(outer)
+        for inner, outer in taken:
             if outer is None or outer.done():
                 continue
             status = inner.status
@@ -734,8 +733,8 @@ class DaskExecutor(cf.Executor):
             pending[inner].cancel_and_notify()
 
     def _wait_pending(self) -> None:
-        with self._lock:
-            pending = list(self._pending.values())
+        with self._lock:  # those being fetched too: closing the client would lose them
+            pending = [*self._pending.values(), *self._fetching]
         # Wait on our own futures: distributed.wait() needs a default client, and ours
         # is deliberately not the default one.
         cf.wait(pending)
